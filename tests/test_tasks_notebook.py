@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import os
 
 import pandas as pd
 import pytest
@@ -18,11 +17,8 @@ NOTEBOOK = NOTEBOOKS_DIR / "08_evaluate.ipynb"
 STAGE = "08_evaluate"
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    """The stage as lib.params will register it (a no-op once it is there)."""
-    monkeypatch.setitem(P.STAGES, STAGE, P.STAGES.get(STAGE, EvaluateParams))
-    return P.STAGES[STAGE]
+def test_stage_is_registered():
+    assert P.STAGES[STAGE] is EvaluateParams
 
 
 def test_params_defaults_and_errors():
@@ -68,7 +64,7 @@ def test_notebook_is_committed_clean_with_one_parameters_cell():
         assert "  # " in line, f"parameter without a comment: {line}"
 
 
-def test_sweep_file_expands(registered):
+def test_sweep_file_expands():
     from lib.sweep import load_sweep
 
     sweep = load_sweep(PARAMS_DIR / "sweeps" / "benchmarks.yaml")
@@ -111,20 +107,11 @@ def test_benchmarks_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook_runs_headless(isolated_home, registered, tmp_path, monkeypatch):
+def test_notebook_runs_headless(isolated_home):
     """A few items of two Turkish WordNet tasks with the tiny model, through papermill."""
     from lib import runs
     from lib.corpus import build_corpus
 
-    if STAGE not in P.STAGES or P.STAGES[STAGE] is not EvaluateParams:
-        pytest.skip("08_evaluate is registered with another class")
-    # Until lib/params.py registers the stage itself, register it in the kernel too.
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import lib.params as P\nfrom lib.tasks.params import EvaluateParams\n"
-        f"P.STAGES.setdefault({STAGE!r}, EvaluateParams)\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(shim), os.environ.get("PYTHONPATH", "")]))
     build_corpus("tr", tag="tasks-test", sources=["libreoffice", "wordnet"], max_docs_per_source=40,
                  test_fraction=0.3, validation_fraction=0.05, min_chars=100)
     params = P.build(EvaluateParams, dict(

@@ -103,10 +103,13 @@ def test_items_take_the_corpus_split_of_their_group(tasks):
         for tid, task in tasks.items():
             if task.language != language:
                 continue
+            assert set(task.splits) == {"train", "validation", "test"}
             for item in task.splits["test"]:
                 assert split_of(item.group) == "test", f"{tid} {item.id}"
                 if task.name == "topic_classification":
                     assert item.group in test_groups
+            for item in task.splits["validation"]:
+                assert split_of(item.group) == "validation", f"{tid} {item.id}"
             for item in task.fewshot_pool():
                 assert split_of(item.group) == "train", f"{tid} shot {item.id}"
 

@@ -155,13 +155,13 @@ def _translation(direction: str) -> Callable[[str, str, int], Task]:
         name = LANGUAGE_NAMES[language]
         template = (f"English: {{en}}\n{name}:" if direction == "from_en"
                     else f"{name}: {{target}}\nEnglish:")
-        test = _pair_pool(pairs["test"], *PARAGRAPH_CHARS, banned)
+        held_out = {split: translation_items(_pair_pool(pairs[split], *PARAGRAPH_CHARS, banned), direction, seed)
+                    for split in ("validation", "test")}
         train = _pair_pool(pairs["train"], *PARAGRAPH_CHARS, frozenset())
         return Task(
             name=f"translation_choice_{direction}", language=language, kind="multiple_choice",
             prompt=PromptFormat(template),
-            splits={"train": translation_items(train, direction, seed, with_options=False),
-                    "test": translation_items(test, direction, seed)},
+            splits={"train": translation_items(train, direction, seed, with_options=False), **held_out},
             description=(f"Which of {N_OPTIONS} paragraphs is the translation "
                          + ("of the English one" if direction == "from_en" else "into English")
                          + "; distractors from the same help module, closest in length"),
@@ -203,7 +203,8 @@ def _topic(language: str, tag: str, seed: int) -> Task:
     return Task(
         name="topic_classification", language=language, kind="classification",
         prompt=PromptFormat(_TOPIC_PROMPT[language]), classes=classes,
-        splits={"train": items(corpus["train"], frozenset()), "test": items(corpus["test"], banned)},
+        splits={"train": items(corpus["train"], frozenset()), "validation": items(corpus["validation"], banned),
+                "test": items(corpus["test"], banned)},
         description="Which LibreOffice module a help paragraph belongs to (8 classes, imbalanced)",
         source="LibreOffice help (Debian libreoffice-help-*), the help file's module folder",
     )
@@ -367,7 +368,8 @@ def _definition(generate: bool) -> Callable[[str, str, int], Task]:
             name="definition_to_word" + ("_gen" if generate else ""), language=language, kind=kind,
             prompt=PromptFormat("Tanım: {definition}\nKelime:"),
             splits={"train": _word_items(rows["train"], seed, with_options=False),
-                    "test": _word_items(rows["test"], seed, with_options=not generate)},
+                    **{split: _word_items(rows[split], seed, with_options=not generate)
+                       for split in ("validation", "test")}},
             description=("Write the word a WordNet definition defines" if generate else
                          f"Which of {N_OPTIONS} words (same part of speech, similar length) a "
                          "WordNet definition defines"),
