@@ -95,4 +95,4 @@ def baseline_bpc(results_dir: Path) -> Path:
 
 
 # Figures of later stages register themselves on import.
-from lib import lapt_figures, tasks_figures  # noqa: E402, F401
+from lib import lapt_figures, task_tuning_figures, tasks_figures  # noqa: E402, F401

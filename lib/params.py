@@ -204,6 +204,171 @@ class LaptParams:
                 for key, name in _LORA_FIELDS.items()}
 
 
+# --- 05_instruction_tuning and 06_task_tuning -----------------------------------------
+
+SFT_MODES = ("lora", "full")
+PACKING_CHOICES = ("auto", "true", "false")
+CHAT_TEMPLATES = ("model", "chatml")
+TUNING_ROUTES = ("none", "sft", "classifier")
+
+
+def _check_sft_fields(p) -> None:
+    """Checks shared by the two SFT notebooks (fields of the same names)."""
+    _check_language(p.language)
+    _check_choice("mode", p.mode, SFT_MODES)
+    _check_choice("precision", p.precision, PRECISIONS)
+    _check_choice("device", p.device, DEVICES)
+    _check_choice("lr_scheduler", p.lr_scheduler, SCHEDULERS)
+    if p.mode != "lora":
+        given = [k for k in _LORA_FIELDS if getattr(p, k) is not None]
+        if given:
+            raise ParamsError(f"{', '.join(given)} set, but mode {p.mode!r} trains no LoRA adapter")
+    if p.lora_r is not None:
+        _check_positive("lora_r", p.lora_r)
+    if p.lora_alpha is not None:
+        _check_positive("lora_alpha", p.lora_alpha)
+    if p.lora_dropout is not None and not 0 <= p.lora_dropout < 1:
+        raise ParamsError(f"lora_dropout must be in [0, 1), got {p.lora_dropout}")
+    if not p.learning_rate > 0:
+        raise ParamsError(f"learning_rate must be positive, got {p.learning_rate}")
+    if not 0 <= p.warmup_ratio < 1:
+        raise ParamsError(f"warmup_ratio must be in [0, 1), got {p.warmup_ratio}")
+    if not p.num_epochs > 0:
+        raise ParamsError(f"num_epochs must be positive, got {p.num_epochs}")
+    for key in ("batch_size", "grad_accum", "max_length", "log_steps"):
+        _check_positive(key, getattr(p, key))
+    for key in ("max_steps", "eval_steps", "save_steps"):
+        _check_positive(key, getattr(p, key), allow_zero=True)
+
+
+def _lora_settings(p) -> dict[str, Any] | None:
+    if p.mode != "lora":
+        return None
+    return {name: getattr(p, key) if getattr(p, key) is not None else LORA_DEFAULTS[name]
+            for key, name in _LORA_FIELDS.items()}
+
+
+@dataclass
+class InstructionTuningParams:
+    """05_instruction_tuning: SFT on chat-format instructions in the target language."""
+
+    model: str = "smollm2-135m-instruct"  # registry name, run directory (a LAPT run...), checkpoint or hub id
+    language: str = "tr"  # pl, tr or ru
+    corpus_tag: str = "default"  # the corpus the packaged builders read (01_prepare_data)
+    data_tag: str = "default"  # the instruction set's build: <artifacts>/instructions/<language>/<data_tag>
+    sources: list[str] = field(default_factory=lambda: ["packaged"])  # packaged | a builder | local:PATH | hf:ID
+    max_per_source: int = 300  # examples kept per source (0 = all)
+    chat_template: str = "model"  # model (the tokenizer's own) or chatml (for base models without one)
+    mode: str = "lora"  # lora or full
+    lora_r: int | None = None  # LoRA rank; None = 32
+    lora_alpha: int | None = None  # None = 16
+    lora_dropout: float | None = None  # None = 0.05
+    lora_target_modules: list[str] | None = None  # None = all-linear
+    learning_rate: float = 1e-3  # peak rate after warmup
+    lr_scheduler: str = "cosine"  # cosine, linear or constant_with_warmup
+    warmup_ratio: float = 0.05  # fraction of the steps spent in warmup
+    num_epochs: float = 1.0  # passes over the training examples when max_steps is 0
+    max_steps: int = 0  # optimizer steps; 0 = num_epochs passes
+    batch_size: int = 8  # examples per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_length: int = 256  # tokens per example (prompt and answer, chat markup included)
+    packing: str = "auto"  # auto (only with FlashAttention), true or false
+    eval_steps: int = 0  # held-out completion loss every N steps (0 = before and after only)
+    save_steps: int = 50  # checkpoint every N steps (0 = none, so no resume)
+    log_steps: int = 10  # training loss logged every N steps
+    heldout_examples: int = 64  # test-split examples scored before and after (loss and chrF)
+    n_samples: int = 6  # generations shown before and after
+    max_new_tokens: int = 48  # tokens generated per held-out prompt
+    precision: str = "auto"  # auto (bf16 where supported), bf16 or fp32
+    device: str = "auto"  # auto, cpu or cuda
+    seed: int = 1234  # data order, split, adapter initialisation
+    run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
+
+    def validate(self) -> None:
+        _check_sft_fields(self)
+        if self.language == "en":
+            raise ParamsError("instruction tuning builds data in pl, tr or ru, not en")
+        if not self.sources:
+            raise ParamsError("sources must name at least one source")
+        _check_choice("packing", self.packing, PACKING_CHOICES)
+        _check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+        for key in ("max_per_source", "heldout_examples", "n_samples"):
+            _check_positive(key, getattr(self, key), allow_zero=True)
+        _check_positive("max_new_tokens", self.max_new_tokens)
+
+    def lora_settings(self) -> dict[str, Any] | None:
+        return _lora_settings(self)
+
+
+@dataclass
+class TaskTuningParams:
+    """06_task_tuning: tune a model on one benchmark task's train split, then evaluate it."""
+
+    model: str = "smollm2-135m-instruct"  # registry name, run directory (LAPT or instruction run), checkpoint, hub id
+    language: str = "pl"  # the task's language
+    task: str = "topic_classification"  # an offline task family (or family:language)
+    route: str = "sft"  # sft (LlamaTurk: the task as instructions), classifier (Curie: a head) or none
+    chain: str = "t"  # the label of this model's history in the table's stage column (base, t, c-i-t, ...)
+    weighted_loss: bool = True  # classifier: class-weighted cross-entropy (balanced weights)
+    corpus_tag: str = "default"  # the corpus the offline task is built from
+    mode: str = "lora"  # lora or full
+    lora_r: int | None = None  # LoRA rank; None = 32
+    lora_alpha: int | None = None  # None = 16
+    lora_dropout: float | None = None  # None = 0.05
+    lora_target_modules: list[str] | None = None  # None = all-linear
+    learning_rate: float = 1e-3  # peak rate after warmup
+    lr_scheduler: str = "cosine"  # cosine, linear or constant_with_warmup
+    warmup_ratio: float = 0.05  # fraction of the steps spent in warmup
+    num_epochs: float = 1.0  # passes over the training items when max_steps is 0
+    max_steps: int = 0  # optimizer steps; 0 = num_epochs passes
+    batch_size: int = 8  # items per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_length: int = 256  # tokens per training item
+    max_train_items: int = 600  # items of the train split used (a fixed subset; 0 = all)
+    eval_steps: int = 0  # sft: held-out loss every N steps (0 = none)
+    save_steps: int = 0  # checkpoint every N steps (0 = none)
+    log_steps: int = 10  # training loss logged every N steps
+    shots: list[int] = field(default_factory=lambda: [0, 3])  # sft and none: prompt shots at evaluation
+    max_items: int = 300  # evaluated test items (a fixed hashed subset; 0 = all)
+    n_bootstrap: int = 1000  # bootstrap resamples for confidence intervals
+    precision: str = "auto"  # auto (bf16 where supported), bf16 or fp32
+    eval_dtype: str = "bfloat16"  # dtype of the prompted evaluation (sft and none routes)
+    device: str = "auto"  # auto, cpu or cuda
+    seed: int = 1234  # data order, few-shot draw, adapter initialisation
+    run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
+
+    def validate(self) -> None:
+        _check_sft_fields(self)
+        _check_choice("route", self.route, TUNING_ROUTES)
+        _check_choice("eval_dtype", self.eval_dtype, DTYPES)
+        if not self.chain or any(c.isspace() for c in self.chain):
+            raise ParamsError(f"chain must be a label without spaces (base, t, c-i-t, ...), got {self.chain!r}")
+        if not self.shots or any(k < 0 for k in self.shots):
+            raise ParamsError(f"shots must be a non-empty list of numbers >= 0, got {self.shots}")
+        for key in ("max_train_items", "max_items", "n_bootstrap"):
+            _check_positive(key, getattr(self, key), allow_zero=True)
+        from lib.tasks.offline import CLASSIFICATION_FAMILIES, OFFLINE
+
+        family, _, language = self.task.partition(":")
+        if family not in OFFLINE:
+            raise ParamsError(f"task: unknown offline task {family!r}; known: {', '.join(OFFLINE)}")
+        if language and language != self.language:
+            raise ParamsError(f"task {self.task!r} is in {language}, but language is {self.language!r}")
+        if self.language not in OFFLINE[family].languages:
+            raise ParamsError(f"task {family!r} exists for {', '.join(OFFLINE[family].languages)}, "
+                              f"not {self.language!r}")
+        if self.route == "classifier" and family not in CLASSIFICATION_FAMILIES:
+            raise ParamsError(f"route classifier trains a classification head; task {family!r} is not a "
+                              "classification task (use route sft)")
+
+    def lora_settings(self) -> dict[str, Any] | None:
+        return _lora_settings(self)
+
+    @property
+    def task_family(self) -> str:
+        return self.task.partition(":")[0]
+
+
 # --- 08_evaluate ---------------------------------------------------------------------
 
 SAMPLING = ("shared", "per_item")
@@ -264,6 +429,8 @@ STAGES: dict[str, type] = {
     "01_prepare_data": PrepareDataParams,
     "02_baseline_eval": BaselineEvalParams,
     "03_lapt": LaptParams,
+    "05_instruction_tuning": InstructionTuningParams,
+    "06_task_tuning": TaskTuningParams,
     "08_evaluate": EvaluateParams,
     "90_figures": FiguresParams,
 }

@@ -130,6 +130,22 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
+def base_model_of(spec: str) -> str:
+    """The model at the root of a chain of runs: a run directory trained from a run directory
+    trained from ``smollm2-135m-instruct`` is ``smollm2-135m-instruct`` (tables label rows by it)."""
+    import yaml
+
+    for _ in range(32):  # chains are short; a loop guards against a cycle of hand-edited files
+        params_file = Path(spec) / PARAMS_FILE
+        if not (Path(spec) / "model").is_dir() or not params_file.is_file():
+            return spec
+        parent = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}).get("model")
+        if not isinstance(parent, str) or not parent:
+            return spec
+        spec = parent
+    return spec
+
+
 def load_record(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / RUN_FILE).read_text())
 

@@ -14,6 +14,19 @@ A sweep file::
         grid: {language: [pl, tr, ru]}
         collect: true              # this step's rows go into the table
 
+Chains (LlamaTurk's c -> i -> t): a step with an ``id`` can be named by a later
+step's parameter as ``@id``, which becomes that step's run directory (a run
+directory is a model for every later stage)::
+
+      - id: c
+        notebook: 03_lapt
+        params: {language: tr}
+      - id: ci
+        notebook: 05_instruction_tuning
+        params: {model: "@c", language: tr}
+
+A referenced step must expand to exactly one run and come earlier in the file.
+
 Every run's parameters are resolved and validated before the first run
 starts, so a typo in the last step fails in a second, not after an hour.
 """
@@ -21,6 +34,7 @@ starts, so a typo in the last step fails in a second, not after an hour.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +47,8 @@ from lib import runs
 from lib.paths import RESULTS_DIR
 
 SWEEP_KEYS = {"name", "table", "figures", "steps", "description"}
-STEP_KEYS = {"notebook", "params", "grid", "collect"}
+STEP_KEYS = {"id", "notebook", "params", "grid", "collect"}
+REFERENCE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
 LEADING_COLUMNS = ["model", "language", "task", "split", "source", "stage", "n_shot", "metric", "value"]
 
 
@@ -73,6 +88,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
     if not spec.get("steps"):
         raise SweepError(f"sweep file {path} has no steps")
     planned: list[PlannedRun] = []
+    step_runs: dict[str, list[PlannedRun]] = {}
     for i, step in enumerate(spec["steps"]):
         where = f"{path} step {i + 1}"
         if not isinstance(step, dict) or "notebook" not in step:
@@ -81,6 +97,11 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         if unknown:
             raise SweepError(f"unknown key(s) {sorted(unknown)} in {where}; known: {sorted(STEP_KEYS)}")
         stage = P.stage_of(step["notebook"])
+        step_id = step.get("id")
+        if step_id is not None and (not isinstance(step_id, str) or not REFERENCE.match("@" + step_id)):
+            raise SweepError(f"{where}: id must be a word (letters, digits, - _ .), got {step_id!r}")
+        if step_id in step_runs:
+            raise SweepError(f"{where}: id {step_id!r} is used twice")
         grid = step.get("grid") or {}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -89,6 +110,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         for combo in itertools.product(*(grid[k] for k in keys)):
             varying = dict(zip(keys, combo))
             values = dict(step.get("params") or {}) | varying | _applicable(stage, overrides)
+            values = {k: _dereference(v, step_runs, where) for k, v in values.items()}
             try:
                 resolved = P.resolve(stage, profile=profile, overrides=values)
             except P.ParamsError as exc:
@@ -96,12 +118,33 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
             run = PlannedRun(stage, resolved, varying, bool(step.get("collect", False)))
             run.run_dir = runs.run_path(stage, resolved)
             planned.append(run)
+            if step_id is not None:
+                step_runs.setdefault(step_id, []).append(run)
+        if step_id is not None:
+            step_runs.setdefault(step_id, [])
     return Sweep(
         name=str(spec.get("name", path.stem)),
         table=str(spec.get("table", f"{path.stem}.csv")),
         figures=list(spec.get("figures") or []),
         runs=planned,
     )
+
+
+def _dereference(value: Any, step_runs: dict[str, list[PlannedRun]], where: str) -> Any:
+    """``@id`` (alone or inside a list) -> the run directory of the earlier step ``id``."""
+    if isinstance(value, list):
+        return [_dereference(v, step_runs, where) for v in value]
+    if not isinstance(value, str) or not value.startswith("@"):
+        return value
+    match = REFERENCE.match(value)
+    if not match or match.group(1) not in step_runs:
+        known = ", ".join(sorted(step_runs)) or "none"
+        raise SweepError(f"{where}: {value!r} names no earlier step (ids so far: {known})")
+    targets = step_runs[match.group(1)]
+    if len(targets) != 1:
+        raise SweepError(f"{where}: {value!r} names a step with {len(targets)} runs; a reference needs "
+                         "exactly one (give the grid its own step per value)")
+    return str(targets[0].run_dir)
 
 
 def _applicable(stage: str, overrides: dict[str, Any] | None) -> dict[str, Any]:

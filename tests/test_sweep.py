@@ -74,3 +74,36 @@ def test_tidy_orders_columns_and_rows_stably():
     assert list(tidy.columns) == ["model", "language", "metric", "value", "run_id"]
     assert list(tidy["model"]) == ["m1", "m2"]
     assert S.tidy(frame.iloc[::-1]).equals(tidy)
+
+
+def test_a_step_refers_to_an_earlier_run_by_id(tmp_path):
+    path = write(tmp_path, """
+steps:
+  - id: c
+    notebook: 03_lapt
+    params: {language: tr}
+  - notebook: 02_baseline_eval
+    grid: {models: [[smollm2-135m-instruct, "@c"]]}
+  - notebook: 03_lapt
+    params: {model: "@c", language: tr, max_steps: 3}
+""")
+    plan = S.load_sweep(path)
+    c_dir = str(plan.runs[0].run_dir)
+    assert plan.runs[1].params.models == ["smollm2-135m-instruct", c_dir]
+    assert plan.runs[2].params.model == c_dir
+    assert plan.runs[2].run_dir != plan.runs[0].run_dir
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps:\n  - notebook: 03_lapt\n    params: {model: '@c'}", "names no earlier step"),
+        ("steps:\n  - id: c\n    notebook: 03_lapt\n    grid: {language: [pl, tr]}\n"
+         "  - notebook: 03_lapt\n    params: {model: '@c'}", "exactly one"),
+        ("steps:\n  - id: c\n    notebook: 03_lapt\n  - id: c\n    notebook: 03_lapt", "used twice"),
+        ("steps:\n  - id: 'a b'\n    notebook: 03_lapt", "id must be a word"),
+    ],
+)
+def test_bad_references(tmp_path, text, message):
+    with pytest.raises(S.SweepError, match=message):
+        S.load_sweep(write(tmp_path, text))

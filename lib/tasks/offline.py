@@ -393,6 +393,8 @@ OFFLINE: dict[str, OfflineFamily] = {
     "definition_to_word_gen": OfflineFamily(("tr",), _definition(True), "definition -> word, generated"),
 }
 
+CLASSIFICATION_FAMILIES = ("topic_classification",)  # the families whose kind is classification
+
 
 def offline_task_ids(language: str | None = None) -> list[str]:
     return [f"{family}:{lang}" for family, spec in OFFLINE.items() for lang in spec.languages

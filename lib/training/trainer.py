@@ -55,25 +55,32 @@ def use_fused_lm_head(device: str) -> bool:
     return device != "cpu"
 
 
-class BpcTrainer(SFTTrainer):
-    """SFTTrainer whose evaluation is bits per character of held-out documents.
+class CausalLmSFTTrainer(SFTTrainer):
+    """SFTTrainer that can skip TRL's fused LM head.
 
-    ``fused_lm_head=False`` computes the training loss the way transformers' Trainer
-    does (the model's forward with labels, full logits); see ``use_fused_lm_head``.
+    ``fused_lm_head=False`` computes the loss the way transformers' Trainer does
+    (the model's forward with labels, full logits; tokens labelled -100, such as
+    prompts under ``completion_only_loss``, are ignored); see ``use_fused_lm_head``.
     """
 
-    def __init__(self, *args, bpc_texts: list[str], bpc_settings: dict[str, int], fused_lm_head: bool = True,
-                 **kwargs):
-        self.bpc_texts = bpc_texts
-        self.bpc_settings = bpc_settings
+    def __init__(self, *args, fused_lm_head: bool = True, **kwargs):
         self.fused_lm_head = fused_lm_head
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.fused_lm_head:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        inputs = {**inputs, "use_cache": False}
+        inputs = {k: v for k, v in inputs.items() if k != "completion_mask"} | {"use_cache": False}
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+
+class BpcTrainer(CausalLmSFTTrainer):
+    """SFTTrainer whose evaluation is bits per character of held-out documents."""
+
+    def __init__(self, *args, bpc_texts: list[str], bpc_settings: dict[str, int], **kwargs):
+        self.bpc_texts = bpc_texts
+        self.bpc_settings = bpc_settings
+        super().__init__(*args, **kwargs)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         if not self.is_world_process_zero() and self.args.world_size > 1:
