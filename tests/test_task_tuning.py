@@ -1,0 +1,132 @@
+"""06_task_tuning and 05_instruction_tuning: parameters, examples, chains, figure (fast parts)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from lib import params as P
+from lib import runs
+from lib import task_tuning as TT
+from lib.tasks.base import Item, PromptFormat, Task
+from lib.training import TrainingSetupError
+
+
+def small_task(n_train: int = 20) -> Task:
+    classes = ("Writer", "Calc", "Impress")
+    train = [Item(f"tr{i}", {"text": f"paragraph {i}"}, i % 3) for i in range(n_train)]
+    test = [Item(f"te{i}", {"text": f"other {i}"}, i % 3) for i in range(6)]
+    return Task(name="topic_classification", language="pl", kind="classification",
+                prompt=PromptFormat("{text}\nModule:"), classes=classes,
+                splits={"train": train, "validation": [], "test": test})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"route": "classifier", "task": "translation_choice_from_en"}, "not a classification task"),
+        ({"task": "word_sense_choice"}, "exists for ru"),
+        ({"task": "topic_classification:tr"}, "is in tr"),
+        ({"task": "nonsense"}, "unknown offline task"),
+        ({"chain": "c i t"}, "without spaces"),
+        ({"route": "prompt"}, "route must be one of"),
+        ({"mode": "qlora"}, "mode must be one of"),
+        ({"mode": "full", "lora_r": 8}, "trains no LoRA"),
+        ({"shots": []}, "shots"),
+        ({"learning_rate": 0}, "learning_rate"),
+    ],
+)
+def test_task_tuning_params_errors(overrides, message):
+    with pytest.raises(P.ParamsError, match=message):
+        P.resolve("06_task_tuning", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"language": "en"}, "not en"),
+        ({"language": "xx"}, "unknown language"),
+        ({"packing": "yes"}, "packing must be one of"),
+        ({"chat_template": "llama"}, "chat_template must be one of"),
+        ({"sources": []}, "at least one source"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_instruction_tuning_params_errors(overrides, message):
+    with pytest.raises(P.ParamsError, match=message):
+        P.resolve("05_instruction_tuning", overrides=overrides)
+
+
+def test_lora_settings_default_to_curie():
+    p = P.resolve("06_task_tuning", overrides={"lora_r": 8})
+    assert p.lora_settings() == {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["all-linear"]}
+    assert P.resolve("05_instruction_tuning", overrides={"mode": "full"}).lora_settings() is None
+
+
+def test_sft_examples_use_the_tasks_zero_shot_prompt_and_answer():
+    task = small_task()
+    rows = TT.sft_examples(task, task.splits["train"][:2])
+    assert rows[0] == {"prompt": "paragraph 0\nModule:", "completion": " Writer"}
+    assert rows[1]["completion"] == " Calc"
+
+
+def test_train_items_are_a_fixed_subset_of_the_train_split():
+    task = small_task(50)
+    first = TT.train_items(task, 10, seed=1)
+    assert len(first) == 10 and first == TT.train_items(task, 10, seed=1)
+    assert {i.id for i in first} <= {i.id for i in task.splits["train"]}
+    assert TT.train_items(task, 10, seed=2) != first
+    assert len(TT.train_items(task, 0, seed=1)) == 50
+    empty = Task(name="t", language="pl", kind="classification", prompt=PromptFormat("{text}"),
+                 classes=("a", "b"), splits={"train": [], "test": []})
+    with pytest.raises(TrainingSetupError, match="no train items"):
+        TT.train_items(empty, 10, seed=1)
+
+
+def test_base_model_of_follows_a_chain_of_run_directories(tmp_path):
+    def fake_run(name: str, parent: str):
+        run = tmp_path / name
+        (run / "model").mkdir(parents=True)
+        (run / runs.PARAMS_FILE).write_text(yaml.safe_dump({"model": parent}))
+        return str(run)
+
+    c = fake_run("c", "smollm2-135m-instruct")
+    ci = fake_run("ci", c)
+    assert runs.base_model_of(ci) == "smollm2-135m-instruct"
+    assert runs.base_model_of("gemma3-270m") == "gemma3-270m"
+    assert runs.base_model_of(str(tmp_path / "missing")) == str(tmp_path / "missing")
+
+
+def test_chain_labels_colour_by_chain_and_loss():
+    from lib.task_tuning_figures import chain_labels
+
+    table = pd.DataFrame([
+        {"stage": "base", "route": "none", "loss": None, "n_shot": 0.0},
+        {"stage": "t", "route": "classifier", "loss": "weighted", "n_shot": None},
+    ])
+    out = chain_labels(table)
+    assert list(out["model"]) == ["base · none", "t · classifier (weighted CE)"]
+    assert list(out["n_shot"]) == [0, 0]
+
+
+def test_sweep_files_chain_their_steps():
+    from lib.paths import PARAMS_DIR
+    from lib.sweep import load_sweep
+
+    plan = load_sweep(PARAMS_DIR / "sweeps" / "llamaturk_tr.yaml")
+    by_stage = {}
+    for run in plan.runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    lapt_dir = str(by_stage["03_lapt"][0].run_dir)
+    instr = by_stage["05_instruction_tuning"][0]
+    assert instr.params.model == lapt_dir
+    chains = {r.params.chain: r.params.model for r in by_stage["06_task_tuning"]}
+    assert chains == {"base": "smollm2-135m-instruct", "t": "smollm2-135m-instruct",
+                      "c-i-t": str(instr.run_dir)}
+    pl = load_sweep(PARAMS_DIR / "sweeps" / "task_tuning_pl.yaml")
+    routes = sorted((r.params.route, r.params.task, r.params.weighted_loss) for r in pl.runs
+                    if r.stage == "06_task_tuning")
+    assert ("classifier", "topic_classification", False) in routes
+    assert ("classifier", "topic_classification", True) in routes
+    assert pl.table == "task_tuning.csv"
