@@ -134,11 +134,24 @@ def load_model(spec: str, *, dtype: str = "float32", device: str | None = None,
             source, dtype=torch_dtype, num_labels=for_classification
         )
     else:
+        check_causal_lm(source, spec)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     if device:
         model.to(device)
     model.eval()
     return model
+
+
+def check_causal_lm(source: str | Path, spec: str) -> None:
+    """A sequence classifier (06_task_tuning's classifier route) loaded as a causal LM would
+    silently lose its trained head and answer with the backbone's tied embeddings."""
+    config = Path(source) / "config.json"
+    if not config.is_file():
+        return  # a hub id: transformers reads the config itself
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if architectures and all(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ModelSpecError(f"{spec} is a sequence classifier ({', '.join(architectures)}), not a language "
+                             "model: it cannot be scored or tuned as one; start from the run it was tuned from")
 
 
 def load_model_and_tokenizer(spec: str, **kwargs):

@@ -79,3 +79,14 @@ def test_packaged_smollm2_is_a_real_pretrained_model():
     with torch.inference_mode():
         loss = model(ids, labels=ids).loss.item()
     assert loss < 3.0
+
+
+def test_a_sequence_classifier_is_not_loaded_as_a_language_model(tmp_path):
+    import json
+
+    from lib.models import ModelSpecError, load_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"],
+                                                      "model_type": "llama"}))
+    with pytest.raises(ModelSpecError, match="sequence classifier"):
+        load_model(str(tmp_path))

@@ -124,12 +124,13 @@ def load_trainable(model_spec: str, mode: str, *, lora: dict[str, Any] | None, d
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lib.models import resolve
+    from lib.models import check_causal_lm, resolve
 
     if mode not in MODES:
         raise TrainingSetupError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     check_hardware(mode, device)
     source = resolve(model_spec)
+    check_causal_lm(source, model_spec)
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if mode == "qlora":
         from accelerate import PartialState
