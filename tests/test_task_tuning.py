@@ -130,3 +130,46 @@ def test_sweep_files_chain_their_steps():
     assert ("classifier", "topic_classification", False) in routes
     assert ("classifier", "topic_classification", True) in routes
     assert pl.table == "task_tuning.csv"
+
+
+# ---------------------------------------------------------------- runs on a tiny corpus
+
+
+@pytest.fixture(scope="module")
+def tiny_pl(isolated_home):
+    from lib.corpus import build_corpus
+
+    build_corpus("pl", tag="tt-test", sources=["libreoffice"], max_docs_per_source=60, test_fraction=0.3,
+                 validation_fraction=0.1, min_chars=100, tokenizers=["tiny-random"])
+    return "tt-test"
+
+
+def tiny_params(**overrides):
+    return P.resolve("06_task_tuning", profile="tiny", overrides={"corpus_tag": "tt-test", **overrides})
+
+
+@pytest.mark.slow
+def test_sft_route_trains_merges_and_evaluates(tiny_pl, tmp_path):
+    params = tiny_params(task="translation_choice_from_en", route="sft", chain="t", shots=[0])
+    setup = TT.prepare(params, tmp_path)
+    outcome, model_dir = TT.train_sft(setup, log=lambda *a: None)
+    assert outcome.train_metrics["global_step"] == params.max_steps
+    assert (model_dir / "config.json").is_file() and (tmp_path / "adapter").is_dir()
+    rows, predictions = TT.evaluate_prompted(setup, str(model_dir), log=lambda *a: None)
+    assert {r["metric"] for r in rows} == {"acc", "acc_norm"}
+    assert all(r["stage"] == "t" and r["route"] == "sft" and r["model"] == "tiny-random" for r in rows)
+    assert len(predictions) == rows[0]["n"] > 0
+
+
+@pytest.mark.slow
+def test_classifier_route_rows_say_which_loss(tiny_pl, tmp_path):
+    params = tiny_params(route="classifier", chain="t", weighted_loss=False, max_steps=0, num_epochs=1.0)
+    setup = TT.prepare(params, tmp_path)
+    result, rows = TT.train_and_evaluate_classifier(setup, log=lambda *a: None)
+    assert {r["metric"] for r in rows} == {"acc", "macro_f1"}
+    assert all(r["loss"] == "unweighted" and r["route"] == "classifier" and r["stage"] == "t" for r in rows)
+    assert result.class_weights is None
+    from lib.models import ModelSpecError, load_model
+
+    with pytest.raises(ModelSpecError, match="sequence classifier"):
+        load_model(str(tmp_path))  # the classifier's run directory is not a language model
