@@ -60,33 +60,19 @@ class InstructionSetup:
         return {"model": p.model, "base_model": self.base_model, "mode": p.mode, "language": p.language,
                 "device": self.device, "precision": self.precision, "lora": p.lora_settings(),
                 "train_examples": len(self.train_dataset), "heldout_examples": len(self.heldout_dataset),
-                "data": self.data_manifest.get("counts", {}), "notes": self.notes + self.trainable.notes}
+                "data_splits": self.data_manifest.get("splits", {}),
+                "data_dropped": self.data_manifest.get("dropped", {}), "notes": self.notes + self.trainable.notes}
 
 
 def instruction_data(params: InstructionTuningParams, log=print):
-    """The instruction DatasetDict: built once per (language, data_tag), then reused.
+    """The instruction DatasetDict and its manifest: built once per (language, data_tag) and
+    reused while the parameters and the corpus build are the same (rebuilt otherwise)."""
+    from lib.instructions import build_instructions, load_instructions_manifest
 
-    A build with other parameters under the same tag is an error, not a silent reuse.
-    """
-    from lib.instructions import InstructionDataError, build_instructions, load_instructions, load_manifest
-
-    wanted = {"sources": list(params.sources), "corpus_tag": params.corpus_tag,
-              "max_per_source": params.max_per_source, "seed": params.seed}
-    try:
-        manifest = load_manifest(params.language, params.data_tag)
-    except (FileNotFoundError, InstructionDataError):
-        manifest = None
-    if manifest is not None:
-        stored = {k: manifest.get("parameters", {}).get(k) for k in wanted}
-        if stored != wanted:
-            raise TrainingSetupError(
-                f"the instruction set {params.language}/{params.data_tag} was built with {stored}, not {wanted}; "
-                "choose another data_tag or delete it")
-        log(f"instruction set {params.language}/{params.data_tag}: built before, reused")
-        return load_instructions(params.language, params.data_tag), manifest
-    log(f"building the instruction set {params.language}/{params.data_tag} from {', '.join(params.sources)}")
-    data = build_instructions(params.language, tag=params.data_tag, **wanted)
-    return data, load_manifest(params.language, params.data_tag)
+    log(f"instruction set {params.language}/{params.data_tag} from {', '.join(params.sources)}")
+    data = build_instructions(params.language, tag=params.data_tag, corpus_tag=params.corpus_tag,
+                              sources=list(params.sources), seed=params.seed, max_per_source=params.max_per_source)
+    return data, load_instructions_manifest(params.language, params.data_tag)
 
 
 def prepare(params: InstructionTuningParams, run_dir: str | Path, log=print) -> InstructionSetup:

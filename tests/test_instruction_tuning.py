@@ -1,0 +1,82 @@
+"""05_instruction_tuning on a tiny Turkish corpus with the tiny model (in process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lib import instruction_tuning as IT
+from lib import params as P
+
+TAG = "it-test"
+
+
+@pytest.fixture(scope="module")
+def tiny_tr(isolated_home):
+    from lib.corpus import build_corpus
+
+    build_corpus("tr", tag=TAG, sources=["libreoffice", "wordnet", "manpages"], max_docs_per_source=60,
+                 test_fraction=0.2, validation_fraction=0.1, min_chars=100, tokenizers=["tiny-random"])
+    return TAG
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+@pytest.mark.slow
+def test_instruction_tuning_end_to_end(tiny_tr, tmp_path):
+    params = P.resolve("05_instruction_tuning", profile="tiny", overrides={"corpus_tag": TAG, "data_tag": TAG})
+    setup = IT.prepare(params, tmp_path, log=quiet)
+    assert len(setup.train_dataset) > 0 and len(setup.heldout_dataset) > 0
+    assert setup.base_model == "tiny-random"
+    first = setup.train_dataset[0]
+    assert first["prompt"][-1]["role"] == "user" and first["completion"][0]["role"] == "assistant"
+
+    trainer = IT.make_trainer(setup)
+    # the loss is on the answer only: every labelled token lies after the prompt
+    labels = trainer.train_dataset[0]["labels"]
+    masked = [label == -100 for label in labels]
+    assert any(masked) and not all(masked)
+    assert masked == sorted(masked, reverse=True)  # the prompt (masked) first, then the answer
+    before, before_answers = IT.heldout_scores(setup, trainer, stage="before", log=quiet)
+    outcome = IT.train(setup, trainer, log=quiet)
+    assert outcome.train_metrics["global_step"] == params.max_steps
+    after, after_answers, model_dir = IT.finish(setup, outcome, log=quiet)
+    assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer_config.json").is_file()
+    metrics = {(r["stage"], r["metric"]): r["value"] for r in before + after}
+    assert set(metrics) == {(s, m) for s in ("before", "after")
+                            for m in ("completion_loss", "completion_perplexity", "chrf")}
+    # lr 0.01 on a random model: the held-out answer loss falls
+    assert metrics[("after", "completion_loss")] < metrics[("before", "completion_loss")]
+    assert len(before_answers) == len(after_answers) == len(setup.heldout_dataset)
+    samples = IT.samples_table(setup, before_answers, after_answers)
+    assert list(samples.columns) == ["prompt", "reference", "before", "after"]
+    assert len(samples) == params.n_samples
+
+
+def test_a_base_model_without_chat_template_needs_chatml():
+    from lib.training import TrainingSetupError
+    from lib.training.sft import ensure_chat_template
+
+    class Tok:
+        chat_template = None
+
+    tok = Tok()
+    with pytest.raises(TrainingSetupError, match="no chat template"):
+        ensure_chat_template(tok, "model")
+    assert ensure_chat_template(tok, "chatml") == "chatml"
+    assert "<|im_start|>" in tok.chat_template
+
+
+def test_packing_only_with_flash_attention():
+    from types import SimpleNamespace
+
+    from lib.training import TrainingSetupError
+    from lib.training.sft import use_packing
+
+    sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))
+    flash = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    assert not use_packing("auto", sdpa) and use_packing("auto", flash)
+    assert not use_packing("false", flash)
+    with pytest.raises(TrainingSetupError, match="FlashAttention"):
+        use_packing("true", sdpa)
