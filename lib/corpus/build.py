@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,11 +43,11 @@ from lib.corpus.sources import (
     pick,
 )
 from lib.paths import corpora_dir
+from lib.staging import publish, remove_stale, staging_dir
 
 SPLITS = ("train", "validation", "test")
 DOCUMENT_COLUMNS = ("id", "group", "source", "topic", "text", "n_chars")
 PAIR_COLUMNS = ("id", "group", "source", "topic", "en", "target")
-_TMP_PREFIX = ".tmp-"
 _SHARD_BYTES = 500_000_000
 
 
@@ -378,9 +376,8 @@ def _versions() -> dict[str, str]:
 def _write(final: Path, doc_splits: dict[str, list[Document]], pair_splits: dict[str, list[Pair]],
            stats: dict[str, Any], manifest: dict[str, Any], started: float) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(final)
-    tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    remove_stale(final)
+    tmp = staging_dir(final)
     try:
         _save(tmp / "dataset", {s: [_doc_row(d) for d in doc_splits[s]] for s in SPLITS},
               _document_features())
@@ -391,37 +388,14 @@ def _write(final: Path, doc_splits: dict[str, list[Document]], pair_splits: dict
         manifest["build_seconds"] = round(time.time() - started, 1)
         # the manifest marks a finished build: written last, then one rename
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        if final.exists():
-            old = final.parent / f"{_TMP_PREFIX}{final.name}-old-{uuid.uuid4().hex[:8]}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _remove_stale_tmp(final: Path) -> None:
-    """Drop leftovers of builds of this tag that were killed (their process is gone)."""
-    for path in final.parent.glob(f"{_TMP_PREFIX}{final.name}-*"):
-        parts = path.name[len(_TMP_PREFIX) + len(final.name) + 1 :].split("-")
-        pid = int(parts[0]) if parts and parts[0].isdigit() else None
-        if pid is None or not _alive(pid):
-            shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _doc_row(doc: Document) -> dict[str, Any]:

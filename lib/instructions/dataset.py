@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import re
 import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +47,10 @@ from lib.instructions.records import (
     stable_hash,
 )
 from lib.paths import artifacts_dir
+from lib.staging import publish, remove_stale, staging_dir
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "source", "group", "prompt", "completion")
-_TMP_PREFIX = ".tmp-"
 
 
 # ---------------------------------------------------------------- paths and loading
@@ -320,9 +317,8 @@ def _write(final: Path, rows: dict[str, list[Example]], manifest: dict[str, Any]
     import datasets
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(final)
-    tmp = final.parent / f"{_TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    remove_stale(final)
+    tmp = staging_dir(final)
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -334,13 +330,7 @@ def _write(final: Path, rows: dict[str, list[Example]], manifest: dict[str, Any]
         manifest["build_seconds"] = round(time.time() - started, 1)
         # the manifest marks a finished build: written last, then one rename
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        if final.exists():
-            old = final.parent / f"{_TMP_PREFIX}{final.name}-old-{uuid.uuid4().hex[:8]}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -349,23 +339,5 @@ def _write(final: Path, rows: dict[str, list[Example]], manifest: dict[str, Any]
             datasets.enable_progress_bars()
 
 
-def _remove_stale_tmp(final: Path) -> None:
-    """Drop leftovers of builds of this tag whose process is gone (killed builds); the exact
-    pattern keeps tag ``a`` from touching the build of a tag ``a-b`` under way."""
-    pattern = re.compile(rf"{re.escape(_TMP_PREFIX + final.name)}-(?P<pid>\d+|old)-[0-9a-f]{{8}}")
-    for path in final.parent.glob(f"{_TMP_PREFIX}{final.name}-*"):
-        match = pattern.fullmatch(path.name)
-        if match and (match["pid"] == "old" or not _alive(int(match["pid"]))):
-            shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
