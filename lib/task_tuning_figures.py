@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from lib.figures import figure, read_table, save
-from lib.tasks_figures import plot_benchmarks
 
 
 def chain_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -29,6 +28,9 @@ def chain_labels(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plot(results_dir: Path, name: str, title: str) -> Path:
+    # imported here: lib.figures imports this module while lib.tasks_figures may still be loading
+    from lib.tasks_figures import plot_benchmarks
+
     table = read_table(results_dir, f"{name}.csv")
     return save(plot_benchmarks(chain_labels(table), title=title), results_dir, name)
 
