@@ -161,21 +161,9 @@ class LaptParams:
         _check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("device", self.device, DEVICES)
-        if self.mode not in LORA_MODES:
-            given = [k for k in _LORA_FIELDS if getattr(self, k) is not None]
-            if given:
-                raise ParamsError(f"{', '.join(given)} set, but mode {self.mode!r} trains no LoRA adapter; "
-                                  f"remove them or use mode lora, qlora or lora_embeddings")
+        _check_lora_fields(self, LORA_MODES)
         if self.mode == "qlora" and self.device == "cpu":
             raise ParamsError("mode qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); on a CPU use mode lora")
-        if self.lora_r is not None:
-            _check_positive("lora_r", self.lora_r)
-        if self.lora_alpha is not None:
-            _check_positive("lora_alpha", self.lora_alpha)
-        if self.lora_dropout is not None and not 0 <= self.lora_dropout < 1:
-            raise ParamsError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.lora_target_modules is not None and not self.lora_target_modules:
-            raise ParamsError("lora_target_modules must name at least one module (or all-linear)")
         if not self.learning_rate > 0:
             raise ParamsError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
@@ -212,6 +200,23 @@ CHAT_TEMPLATES = ("model", "chatml")
 TUNING_ROUTES = ("none", "sft", "classifier")
 
 
+def _check_lora_fields(p, lora_modes: tuple[str, ...]) -> None:
+    """lora_* fields: only in LoRA modes, and sensible values (None means the Curie default)."""
+    if p.mode not in lora_modes:
+        given = [k for k in _LORA_FIELDS if getattr(p, k) is not None]
+        if given:
+            raise ParamsError(f"{', '.join(given)} set, but mode {p.mode!r} trains no LoRA adapter; "
+                              f"remove them or use mode {' or '.join(lora_modes)}")
+    if p.lora_r is not None:
+        _check_positive("lora_r", p.lora_r)
+    if p.lora_alpha is not None:
+        _check_positive("lora_alpha", p.lora_alpha)
+    if p.lora_dropout is not None and not 0 <= p.lora_dropout < 1:
+        raise ParamsError(f"lora_dropout must be in [0, 1), got {p.lora_dropout}")
+    if p.lora_target_modules is not None and not p.lora_target_modules:
+        raise ParamsError("lora_target_modules must name at least one module (or all-linear)")
+
+
 def _check_sft_fields(p) -> None:
     """Checks shared by the two SFT notebooks (fields of the same names)."""
     _check_language(p.language)
@@ -219,16 +224,7 @@ def _check_sft_fields(p) -> None:
     _check_choice("precision", p.precision, PRECISIONS)
     _check_choice("device", p.device, DEVICES)
     _check_choice("lr_scheduler", p.lr_scheduler, SCHEDULERS)
-    if p.mode != "lora":
-        given = [k for k in _LORA_FIELDS if getattr(p, k) is not None]
-        if given:
-            raise ParamsError(f"{', '.join(given)} set, but mode {p.mode!r} trains no LoRA adapter")
-    if p.lora_r is not None:
-        _check_positive("lora_r", p.lora_r)
-    if p.lora_alpha is not None:
-        _check_positive("lora_alpha", p.lora_alpha)
-    if p.lora_dropout is not None and not 0 <= p.lora_dropout < 1:
-        raise ParamsError(f"lora_dropout must be in [0, 1), got {p.lora_dropout}")
+    _check_lora_fields(p, ("lora",))
     if not p.learning_rate > 0:
         raise ParamsError(f"learning_rate must be positive, got {p.learning_rate}")
     if not 0 <= p.warmup_ratio < 1:
