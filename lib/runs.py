@@ -66,6 +66,7 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
     run_dir = run_path(stage, params, root)
     if is_complete(run_dir) and not force:
         return run_dir
+    _check_not_running_elsewhere(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a partial or forced run starts clean
     run_dir.mkdir(parents=True)
@@ -73,7 +74,7 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
     (run_dir / PARAMS_FILE).write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     record = environment_record() | {
         "stage": stage, "run_id": run_dir.name, "status": "running",
-        "started": _now(), "provenance": provenance or {},
+        "started": _now(), "pid": os.getpid(), "host": platform.node(), "provenance": provenance or {},
     }
     _write_record(run_dir, record)
     ensure_kernel()
@@ -101,6 +102,21 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
                "wall_seconds": round(time.perf_counter() - start, 2)}
     _write_record(run_dir, record)
     return run_dir
+
+
+def _check_not_running_elsewhere(run_dir: Path) -> None:
+    """The same parameters started twice (a sweep and a `run`, two sweeps) would share one
+    directory, and the second start would delete the first one's files while it works."""
+    from lib.staging import alive
+
+    record = run_dir / RUN_FILE
+    if not record.is_file():
+        return
+    data = json.loads(record.read_text())
+    pid = data.get("pid")
+    if (data.get("status") == "running" and isinstance(pid, int) and data.get("host") == platform.node()
+            and pid != os.getpid() and alive(pid)):
+        raise RunError(f"{run_dir.name} is already running (process {pid}); wait for it, or stop it first")
 
 
 def active_run_dir(stage: str, run_dir: str) -> Path:

@@ -57,3 +57,24 @@ def test_a_failing_notebook_is_recorded_as_failed(isolated_home, tmp_path):
     run_dir = runs.run_path("90_figures", params)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert not runs.is_complete(run_dir)
+
+
+def test_a_run_under_way_in_another_process_is_not_started_again(tmp_path):
+    import json
+    import platform
+    import subprocess
+    import sys
+
+    params = P.resolve("02_baseline_eval", overrides={"models": ["tiny-random"]})
+    run_dir = runs.run_path("02_baseline_eval", params, tmp_path)
+    run_dir.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run_dir / runs.RUN_FILE).write_text(json.dumps(
+            {"status": "running", "pid": other.pid, "host": platform.node()}))
+        with pytest.raises(runs.RunError, match="already running"):
+            runs.execute("02_baseline_eval", params, root=tmp_path)
+        assert (run_dir / runs.RUN_FILE).is_file()  # nothing of the other run was deleted
+    finally:
+        other.kill()
+        other.wait()
