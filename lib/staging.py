@@ -17,6 +17,11 @@ from pathlib import Path
 TMP_PREFIX = ".tmp-"
 
 
+def is_plain_name(name: object) -> bool:
+    """A directory name that stays inside its parent (no path separators, not hidden, not empty)."""
+    return isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
+
+
 def staging_dir(final: Path) -> Path:
     """A fresh temporary directory next to ``final``, named for this process."""
     tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -43,7 +43,7 @@ from lib.corpus.sources import (
     pick,
 )
 from lib.paths import corpora_dir
-from lib.staging import publish, remove_stale, staging_dir
+from lib.staging import is_plain_name, publish, remove_stale, staging_dir
 
 SPLITS = ("train", "validation", "test")
 DOCUMENT_COLUMNS = ("id", "group", "source", "topic", "text", "n_chars")
@@ -66,7 +66,7 @@ def corpus_path(language: str, tag: str = "default") -> Path:
 
 
 def _check_tag(tag: str) -> None:
-    if not tag or tag.startswith(".") or "/" in tag or "\\" in tag:
+    if not is_plain_name(tag):
         raise CorpusError(f"bad corpus tag {tag!r}: use a plain name such as 'default' or 'tiny'")
 
 

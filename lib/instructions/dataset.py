@@ -47,7 +47,7 @@ from lib.instructions.records import (
     stable_hash,
 )
 from lib.paths import artifacts_dir
-from lib.staging import publish, remove_stale, staging_dir
+from lib.staging import is_plain_name, publish, remove_stale, staging_dir
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "source", "group", "prompt", "completion")
@@ -64,7 +64,7 @@ def instructions_path(language: str, tag: str = "default") -> Path:
 
 
 def _check_tag(tag: str, what: str) -> None:
-    if not isinstance(tag, str) or not tag or tag.startswith(".") or "/" in tag or "\\" in tag:
+    if not is_plain_name(tag):
         raise InstructionDataError(f"bad {what} {tag!r}: use a plain name such as 'default' or 'tiny'")
 
 
