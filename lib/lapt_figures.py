@@ -81,3 +81,11 @@ def lapt_bpc(results_dir: Path) -> Path:
     """Before/after bits per character of every collected LAPT run (results/tables/lapt.csv)."""
     table = read_table(results_dir, "lapt.csv")
     return save(plot_before_after(table), results_dir, "lapt_bpc")
+
+
+@figure("lapt_cpu_bpc")
+def lapt_cpu_bpc(results_dir: Path) -> Path:
+    """The same for the longer run of the cpu profile (results/tables/lapt_cpu.csv)."""
+    table = read_table(results_dir, "lapt_cpu.csv")
+    title = "LAPT, cpu profile (1M tokens): bits per character before and after"
+    return save(plot_before_after(table, title=title), results_dir, "lapt_cpu_bpc")
