@@ -3,13 +3,17 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint figures lab
+.PHONY: setup demo demo-lapt test lint figures lab
 
 setup:
 	@bash scripts/bootstrap.sh
 
 demo: setup
 	$(PY) -m lib demo
+
+# The LAPT demo: LoRA LAPT of SmolLM2-135M on Polish, before/after bpc (results/tables/lapt.csv).
+demo-lapt: setup
+	$(PY) -m lib sweep params/sweeps/lapt_demo.yaml
 
 test: setup
 	$(PY) -m pytest

@@ -137,7 +137,7 @@ class LaptParams:
     grad_accum: int = 1  # micro-steps per optimizer step
     max_steps: int = 0  # optimizer steps; 0 = num_epochs passes over the training tokens
     num_epochs: float = 1.0  # passes over the training tokens when max_steps is 0
-    max_train_tokens: int = 160_000  # tokens taken from the train split, source-mixed (0 = all)
+    max_train_tokens: int = 120_000  # tokens taken from the train split, source-mixed (0 = all)
     precision: str = "auto"  # auto (bf16 where the hardware supports it), bf16 or fp32
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     eval_steps: int = 20  # validation bpc every N optimizer steps (0 = only before/after)
