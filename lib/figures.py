@@ -35,7 +35,11 @@ def figure(name: str):
 def make(name: str, results_dir: Path | None = None) -> Path:
     if name not in FIGURES:
         raise FigureError(f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}")
-    return FIGURES[name](Path(results_dir) if results_dir else RESULTS_DIR)
+    # Each figure starts from matplotlib's defaults and its theme ends with it: a figure is then
+    # the same bytes drawn alone (by a sweep) or after others (python -m lib figures).
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        return FIGURES[name](Path(results_dir) if results_dir else RESULTS_DIR)
 
 
 def make_all(results_dir: Path | None = None, names: list[str] | None = None) -> list[Path]:

@@ -51,8 +51,14 @@ def plot_before_after(rows, title: str = "LAPT: bits per character before and af
         ax.set_title(name)
         ax.set_xlabel("run (language adapted to)")
         ax.set_ylabel("bits per character (test)")
+    # one legend for both panels, below them: inside an axis it covers a bar
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, title="stage", loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

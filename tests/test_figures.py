@@ -28,6 +28,18 @@ def test_baseline_figure_is_drawn_from_the_table_and_reproducible(tmp_path):
     assert path.read_bytes() == first
 
 
+def test_a_figure_does_not_depend_on_the_figures_drawn_before_it(tmp_path):
+    """The sweep draws one figure, `python -m lib figures` all of them: the same bytes either way."""
+    import matplotlib
+
+    write_baseline_table(tmp_path)
+    alone = figures.make("baseline_bpc", tmp_path).read_bytes()
+    matplotlib.rcParams.update({"savefig.facecolor": "red", "font.size": 20})  # a theme left behind
+    assert figures.make("baseline_bpc", tmp_path).read_bytes() == alone
+    assert matplotlib.rcParams["font.size"] == 20  # and the caller's own settings are left as they were
+    matplotlib.rcdefaults()
+
+
 def test_unknown_figure_names_known_ones(tmp_path):
     with pytest.raises(figures.FigureError, match="unknown figure 'nope'.*baseline_bpc"):
         figures.make("nope", tmp_path)
