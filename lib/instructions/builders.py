@@ -174,7 +174,7 @@ def sense_gloss(definition: str) -> str:
 def word_sense_examples(language: str, corpus_tag: str, seed: int) -> list[Example]:
     """A context and a word -> the meaning of the word there (the annotated sense)."""
     from lib.corpus import rl_wsd_items
-    from lib.tasks.offline import WSD_CONTEXT_CHARS, _trim_context
+    from lib.tasks.offline import WSD_CONTEXT_CHARS, trim_context
 
     in_train = _train_only(language, corpus_tag)
     lo, hi = SENSE_CHARS
@@ -184,7 +184,7 @@ def word_sense_examples(language: str, corpus_tag: str, seed: int) -> list[Examp
         if not in_train(item.group) or not lo <= len(gloss) <= hi or "None" in gloss:
             continue
         # the benchmark's own rendering of the context, so the leak filter compares like with like
-        context = _trim_context(item.left, item.target, item.right, WSD_CONTEXT_CHARS)
+        context = trim_context(item.left, item.target, item.right, WSD_CONTEXT_CHARS)
         prompt = pick_phrasing(T.WORD_SENSE[language], seed, f"sense:{item.word}:{context}")
         out.append(make_example(f"word_senses:{item.group}", "word_senses", item.group,
                                 prompt.format(context=context, word=item.word), as_sentence(gloss, language)))

@@ -216,7 +216,9 @@ def _topic(language: str, tag: str, seed: int) -> Task:
 _SENSE_PREFIX = re.compile(r"^\S+\s+\d+\s*:\s*")
 
 
-def _trim_context(left: str, target: str, right: str, width: int) -> str:
+def trim_context(left: str, target: str, right: str, width: int) -> str:
+    """The word-sense context as the benchmark shows it: at most ``width`` characters each side,
+    cut at a word. Public because lib.instructions renders its examples the same way."""
     left = " ".join(left.split())
     right = " ".join(right.split())
     if len(left) > width:
@@ -244,7 +246,7 @@ def _wsd(language: str, tag: str, seed: int) -> Task:
         seen[split].add(text)
         keys = sorted(raw.senses, key=lambda k: (len(k), k))
         choices = tuple(_SENSE_PREFIX.sub("", raw.senses[k]).strip() for k in keys)
-        context = _trim_context(raw.left, raw.target, raw.right, WSD_CONTEXT_CHARS)
+        context = trim_context(raw.left, raw.target, raw.right, WSD_CONTEXT_CHARS)
         splits[split].append(Item(raw.id, {"text": context, "word": raw.word}, keys.index(raw.sense),
                                   choices, group=raw.group))
     return Task(
