@@ -22,14 +22,16 @@ from lib.paths import PARAMS_DIR
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean 'bad input': printed as one line, exit code 2, no traceback."""
-    from lib.figures import FigureError
     from lib.models import ModelSpecError
     from lib.packages import PackageError
     from lib.params import ParamsError
+    from lib.plotting import FigureError
     from lib.sweep import SweepError
+    from lib.tasks.base import TaskError
+    from lib.training import TrainingSetupError
 
-    errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError,
-              FileNotFoundError]
+    errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
+              TrainingSetupError, FileNotFoundError]
     try:
         from lib.corpus import CorpusError
 
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir")
 
     args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures drawn here are files; notebooks' kernels draw inline
     try:
         return _dispatch(args)
     except _user_errors() as exc:
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from lib import params as P
+    from lib import stages
 
     if args.command == "models":
         from lib.models import REGISTRY
@@ -112,20 +118,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return eval_lm.main(args)
     overrides = dict(P.parse_override(o) for o in getattr(args, "param", []))
     if args.command == "prepare":
-        from lib.corpus import build_corpus
+        from lib.stages import prepare_data
 
-        params = P.resolve("01_prepare_data", profile=args.profile,
-                           overrides=overrides | {"language": args.language})
-        not_build_args = ("language", "corpus_tag", "n_samples", "run_dir")
-        values = {k: v for k, v in P.as_dict(params).items() if k not in not_build_args}
-        path = build_corpus(params.language, tag=params.corpus_tag, force=args.force, **values)
-        print(path)
+        params = stages.resolve(prepare_data.STAGE, profile=args.profile,
+                                overrides=overrides | {"language": args.language})
+        print(prepare_data.build(params, force=args.force))
         return 0
     if args.command == "run":
         from lib import runs
 
-        stage = P.stage_of(args.notebook)
-        params = P.resolve(stage, profile=args.profile, files=args.params, overrides=overrides)
+        stage = stages.stage_of(args.notebook)
+        params = stages.resolve(stage, profile=args.profile, files=args.params, overrides=overrides)
         run_dir = runs.execute(stage, params, force=args.force, log_output=True,
                                provenance={"profile": args.profile, "params_files": args.params})
         print(json.dumps({"run_dir": str(run_dir), **runs.load_record(run_dir)}, indent=2)[:2000])
@@ -139,7 +142,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{len(table)} rows")
         return 0
     if args.command == "figures":
-        from lib import figures
+        from lib.stages import figures
 
         for path in figures.make_all(Path(args.results_dir) if args.results_dir else None, args.names):
             print(path)

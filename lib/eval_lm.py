@@ -98,9 +98,9 @@ def eval_lm_file(model_spec: str, path: str | Path, *, max_length: int = 1024,
     docs = split_documents(text, split_docs)
 
     from lib.lm_metrics import score_texts
-    from lib.models import device_name, load_model_and_tokenizer, pick_device
+    from lib.models import device_name, load_model_and_tokenizer, resolve_device
 
-    device = pick_device(device)
+    device = resolve_device(device)
     start = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(model_spec, dtype=dtype, device=device)
     load_seconds = time.perf_counter() - start

@@ -122,20 +122,13 @@ def load_tokenizer(spec: str):
     return AutoTokenizer.from_pretrained(resolve(spec))
 
 
-def load_model(spec: str, *, dtype: str = "float32", device: str | None = None,
-               for_classification: int | None = None):
-    """Load a causal LM (or a sequence classifier with ``for_classification`` labels)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+def load_model(spec: str, *, dtype: str = "float32", device: str | None = None):
+    """Load a causal LM, in eval mode."""
+    from transformers import AutoModelForCausalLM
 
-    torch_dtype = _torch_dtype(dtype)
     source = resolve(spec)
-    if for_classification:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, dtype=torch_dtype, num_labels=for_classification
-        )
-    else:
-        check_causal_lm(source, spec)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    check_causal_lm(source, spec)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(dtype))
     if device:
         model.to(device)
     model.eval()
@@ -180,15 +173,26 @@ def _torch_dtype(dtype: str):
     return table[dtype]
 
 
-def pick_device(device: str = "auto") -> str:
+def resolve_device(device: str = "auto") -> str:
     """'auto' means the GPU when there is one; asking for cuda without one is an error."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+        raise ModelSpecError("device 'cuda' was asked for but no CUDA GPU is available")
     return device
+
+
+def check_context(spec: str, **lengths: int) -> None:
+    """Each named length (tokens per block, window, example) fits the model's context."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve(spec))
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    for key, value in lengths.items():
+        if context and value > context:
+            raise ModelSpecError(f"{key} ({value}) exceeds {spec}'s context of {context} positions")
 
 
 def device_name() -> str:

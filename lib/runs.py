@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from lib import params as P
+from lib.params import as_dict
 from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT, runs_dir
 
 KERNEL_NAME = "langadapt"
@@ -37,7 +37,7 @@ class RunError(RuntimeError):
 
 
 def run_id(stage: str, params) -> str:
-    values = {k: v for k, v in P.as_dict(params).items() if k != "run_dir"}
+    values = {k: v for k, v in as_dict(params).items() if k != "run_dir"}
     blob = json.dumps({"stage": stage, "params": values}, sort_keys=True)
     return f"{stage}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
@@ -55,14 +55,13 @@ def is_complete(run_dir: Path) -> bool:
 
 def execute(stage: str, params, *, root: Path | None = None, force: bool = False,
             log_output: bool = False, provenance: dict[str, Any] | None = None) -> Path:
-    """Execute ``notebooks/<stage>.ipynb`` with ``params`` in its run directory.
+    """Execute ``notebooks/<stage>.ipynb`` (a checked stage name) with ``params`` in its run directory.
 
     Skips the run when a complete twin exists (unless ``force``). A failed
     run is marked ``failed`` in run.json and raises RunError.
     """
     import papermill
 
-    stage = P.stage_of(stage)
     run_dir = run_path(stage, params, root)
     if is_complete(run_dir) and not force:
         return run_dir
@@ -70,7 +69,7 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a partial or forced run starts clean
     run_dir.mkdir(parents=True)
-    values = P.as_dict(params) | {"run_dir": str(run_dir)}
+    values = as_dict(params) | {"run_dir": str(run_dir)}
     (run_dir / PARAMS_FILE).write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
     record = environment_record() | {
         "stage": stage, "run_id": run_dir.name, "status": "running",
@@ -82,6 +81,9 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(PROJ_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
+    # The kernel draws inline, so the executed notebook holds its figures; a backend chosen for
+    # this process (Agg on the command line) must not reach it.
+    os.environ.pop("MPLBACKEND", None)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(

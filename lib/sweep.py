@@ -42,8 +42,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lib import params as P
-from lib import runs
+from lib import runs, stages
+from lib.params import ParamsError, field_names
 from lib.paths import RESULTS_DIR
 
 SWEEP_KEYS = {"name", "table", "figures", "steps", "description"}
@@ -96,7 +96,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         unknown = set(step) - STEP_KEYS
         if unknown:
             raise SweepError(f"unknown key(s) {sorted(unknown)} in {where}; known: {sorted(STEP_KEYS)}")
-        stage = P.stage_of(step["notebook"])
+        stage = stages.stage_of(step["notebook"])
         step_id = step.get("id")
         if step_id is not None and (not isinstance(step_id, str) or not REFERENCE.match("@" + step_id)):
             raise SweepError(f"{where}: id must be a word (letters, digits, - _ .), got {step_id!r}")
@@ -112,8 +112,8 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
             values = dict(step.get("params") or {}) | varying | _applicable(stage, overrides)
             values = {k: _dereference(v, step_runs, where) for k, v in values.items()}
             try:
-                resolved = P.resolve(stage, profile=profile, overrides=values)
-            except P.ParamsError as exc:
+                resolved = stages.resolve(stage, profile=profile, overrides=values)
+            except ParamsError as exc:
                 raise SweepError(f"{where}: {exc}") from exc
             run = PlannedRun(stage, resolved, varying, bool(step.get("collect", False)))
             run.run_dir = runs.run_path(stage, resolved)
@@ -122,6 +122,11 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
                 step_runs.setdefault(step_id, []).append(run)
         if step_id is not None:
             step_runs.setdefault(step_id, [])
+    from lib.stages.figures import FIGURES
+
+    unknown = [f for f in spec.get("figures") or [] if f not in FIGURES]
+    if unknown:
+        raise SweepError(f"{path}: unknown figure(s) {', '.join(unknown)}; known: {', '.join(sorted(FIGURES))}")
     return Sweep(
         name=str(spec.get("name", path.stem)),
         table=str(spec.get("table", f"{path.stem}.csv")),
@@ -151,7 +156,7 @@ def _applicable(stage: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
     """Command-line overrides apply to every step whose notebook has that parameter."""
     if not overrides:
         return {}
-    names = set(P.STAGES[stage].__dataclass_fields__)
+    names = field_names(stages.params_class(stage))
     return {k: v for k, v in overrides.items() if k in names}
 
 
@@ -176,7 +181,7 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
     table = collect_rows(sweep)
     write_table(table, table_path)
     if sweep.figures:
-        from lib import figures
+        from lib.stages import figures
 
         for name in sweep.figures:
             log(f"figure {name}: {figures.make(name, results_dir)}")
@@ -186,7 +191,7 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
 def _check_overrides_used(sweep: Sweep, overrides: dict[str, Any] | None) -> None:
     used = set()
     for run in sweep.runs:
-        used |= set(P.STAGES[run.stage].__dataclass_fields__)
+        used |= field_names(stages.params_class(run.stage))
     unknown = set(overrides or {}) - used
     if unknown:
         raise SweepError(f"override(s) {sorted(unknown)} match no parameter of any step")

@@ -114,33 +114,34 @@ def build(args):
     from peft import get_peft_model
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from lib.models import load_tokenizer
+    from lib.corpus.select import split_documents
+    from lib.models import load_tokenizer, resolve_device
     from lib.training import data as D
     from lib.training import modes as M
-    from lib.training.trainer import BpcTrainer, make_config, use_fused_lm_head
+    from lib.training.arguments import TrainSettings
+    from lib.training.trainer import BpcTrainer, packed_text_arguments, use_fused_lm_head
 
-    device = M.resolve_device(args.device)
+    device = resolve_device(args.device)
     precision = M.resolve_precision(args.precision, device)
     tokenizer = load_tokenizer(args.model)
-    texts, ids = D.split_documents(args.language, args.corpus_tag, "train")
+    texts, ids = split_documents(args.language, args.corpus_tag, "train")
     steps = args.steps + 1  # + the untimed first step of each round
     needed = steps * args.batch_size * args.block_size
     sequences, stats = D.training_sequences(tokenizer, texts, ids, max_tokens=needed * 2, seed=args.seed)
     if len(sequences) < steps * args.batch_size:
         raise SystemExit(f"only {len(sequences)} documents; the naive pipeline needs {steps * args.batch_size}")
 
-    common = dict(block_size=args.block_size, batch_size=args.batch_size, grad_accum=1, learning_rate=1e-3,
-                  lr_scheduler="constant_with_warmup", warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0,
-                  max_steps=steps, num_epochs=1.0, precision=precision, device=device,
-                  gradient_checkpointing=False, eval_steps=0, eval_on_start=False, save_steps=0,
-                  save_total_limit=0, log_steps=10_000, seed=args.seed)
+    settings = TrainSettings(learning_rate=1e-3, num_epochs=1.0, max_steps=steps, batch_size=args.batch_size,
+                             grad_accum=1, lr_scheduler="constant_with_warmup", warmup_ratio=0.0,
+                             save_total_limit=0, log_steps=10_000, seed=args.seed)
     out = Path("/tmp") / f"bench_lapt_{int(time.time())}"
 
     timers = {name: step_timer() for name in PIPELINES}
     trainers = {}
     for name, fused in (("packed", use_fused_lm_head(device)), ("packed_fused", True)):
         trainable = M.load_trainable(args.model, "lora", lora={}, device=device, precision=precision)
-        config = make_config(output_dir=out / name, logging_dir=out / "tb", **common)
+        config = packed_text_arguments(settings, output_dir=out / name, block_size=args.block_size,
+                                       precision=precision, device=device, eval_on_start=False)
         config.disable_tqdm = True
         trainers[name] = BpcTrainer(
             model=trainable.model, args=config, train_dataset=D.token_dataset(sequences),

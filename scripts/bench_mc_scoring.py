@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.models import load_model_and_tokenizer  # noqa: E402
-from lib.tasks.evaluate_models import CAP_SEED, load_task  # noqa: E402
+from lib.tasks.base import CAP_SEED  # noqa: E402
+from lib.tasks.evaluation import load_task  # noqa: E402
 from lib.tasks.offline import offline_task_ids  # noqa: E402
 from lib.tasks.scoring import ChoiceRequest, score_choices, score_choices_naive  # noqa: E402
 

@@ -26,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from anywhere without installing
 
-from lib import lapt, runs  # noqa: E402
 from lib import params as P  # noqa: E402
+from lib import runs, stages  # noqa: E402
+from lib.stages import lapt  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,16 +43,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, callbacks: list | tuple = ()) -> int:
     from accelerate import PartialState
 
+    from lib.corpus import CorpusError, CorpusNotBuiltError
     from lib.models import ModelSpecError
     from lib.training import TrainingSetupError
 
     args = parse_args(argv)
     try:
         overrides = dict(P.parse_override(o) for o in args.param)
-        params = lapt.resolve_params(profile=args.profile, files=args.params, overrides=overrides)
+        params = stages.resolve(lapt.STAGE, profile=args.profile, files=args.params, overrides=overrides)
         run_dir = Path(args.run_dir) if args.run_dir else runs.run_path(lapt.STAGE, params)
         rows, summary = lapt.run_lapt(params, run_dir, callbacks=callbacks)
-    except (P.ParamsError, TrainingSetupError, ModelSpecError) as exc:
+    except (P.ParamsError, TrainingSetupError, ModelSpecError, CorpusError, CorpusNotBuiltError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if PartialState().is_main_process:

@@ -8,7 +8,7 @@ with LoRA on every linear layer and the head trained fully, or with every
 weight trained (``mode="full"``).
 
 Choices, so that the numbers can be read next to the prompting benchmark
-(``lib.tasks.evaluate_models``):
+(``lib.tasks.evaluation``):
 
 - Input text: by default the item's raw ``text`` field (the paragraph), not the
   prompt of the zero-/few-shot benchmark: the head learns the task from the
@@ -28,16 +28,20 @@ Choices, so that the numbers can be read next to the prompting benchmark
   target, so its weight changes nothing; the run logs a note) instead of an
   error, so a small ``max_train_items`` cap still trains.
 
+The items it trains on are ``Task.train_items`` (the same subset the task-SFT
+route trains on), and its optimisation settings are the stage's shared
+``TrainSettings`` (``lib.training.arguments``): every one of them is honoured.
+
 Modules: ``loss`` (class weights, the weighted loss, the Trainer), ``data`` (texts
-and train subset), ``model`` (loading, LoRA, float32 prediction), ``train``
+and tokens), ``model`` (loading, LoRA, float32 prediction), ``train``
 (``train_classifier`` and its rows).
 """
 
-from lib.classifier.data import INPUTS, classifier_texts, token_dataset, train_items
+from lib.classifier.data import INPUTS, classifier_texts, token_dataset
 from lib.classifier.loss import ClassifierTrainer, class_weights, classification_loss
 from lib.classifier.model import HEAD, load_classifier, lora_settings, predict_logits
-from lib.classifier.train import MODES, N_SHOT, ClassifierResult, classifier_rows, train_classifier
+from lib.classifier.train import N_SHOT, ClassifierResult, classifier_rows, train_classifier
 
-__all__ = ["HEAD", "INPUTS", "MODES", "N_SHOT", "ClassifierResult", "ClassifierTrainer", "class_weights",
+__all__ = ["HEAD", "INPUTS", "N_SHOT", "ClassifierResult", "ClassifierTrainer", "class_weights",
            "classification_loss", "classifier_rows", "classifier_texts", "load_classifier", "lora_settings",
-           "predict_logits", "token_dataset", "train_classifier", "train_items"]
+           "predict_logits", "token_dataset", "train_classifier"]

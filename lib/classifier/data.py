@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from lib.tasks.base import Item, Task, TaskError
@@ -21,15 +20,6 @@ def classifier_texts(task: Task, items: Sequence[Item], inputs: str = "text") ->
         raise TaskError(f"task {task.id}: {len(missing)} item(s), e.g. {missing[0]}, have no 'text' field; "
                         "use inputs='prompt' (the task's prompt query)")
     return [item.fields["text"] for item in items]
-
-
-def train_items(task: Task, max_items: int = 0, seed: int = 1234) -> list[Item]:
-    """The train split, or a fixed seeded subset of ``max_items`` (the same for every run with ``seed``)."""
-    items = sorted(task.splits.get("train") or [], key=lambda item: item.id)
-    if max_items and len(items) > max_items:
-        random.Random(seed).shuffle(items)
-        items = sorted(items[:max_items], key=lambda item: item.id)
-    return items
 
 
 def token_dataset(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int):

@@ -23,10 +23,10 @@ def load_classifier(model_spec: str, classes: Sequence[str], *, mode: str = "lor
     from transformers import AutoModelForSequenceClassification, set_seed
 
     from lib.models import check_compatible, load_tokenizer, resolve
-    from lib.training.modes import parameter_counts
+    from lib.training.modes import TUNING_MODES, parameter_counts
 
-    if mode not in ("lora", "full"):
-        raise TrainingSetupError(f"unknown mode {mode!r} for the classifier; choose lora or full")
+    if mode not in TUNING_MODES:
+        raise TrainingSetupError(f"unknown mode {mode!r} for the classifier; choose {' or '.join(TUNING_MODES)}")
     tokenizer = load_tokenizer(model_spec)
     notes: list[str] = []
     if tokenizer.pad_token is None:  # batches are padded; Llama's classifier finds the last non-pad token
@@ -47,14 +47,12 @@ def load_classifier(model_spec: str, classes: Sequence[str], *, mode: str = "lor
         for param in model.parameters():
             param.requires_grad_(True)
     else:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        settings = lora_settings(lora)
-        targets = settings["target_modules"]
-        model = get_peft_model(model, LoraConfig(
-            r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-            target_modules="all-linear" if targets == ["all-linear"] else list(targets),
-            bias="none", task_type="SEQ_CLS"))  # SEQ_CLS: PEFT trains the head ("score"/"classifier") fully
+        from lib.training.lora import lora_config
+
+        # SEQ_CLS: PEFT trains the head ("score"/"classifier") fully
+        model = get_peft_model(model, lora_config(lora_settings(lora), task_type="SEQ_CLS"))
         if not any("modules_to_save" in name and p.requires_grad for name, p in model.named_parameters()):
             raise TrainingSetupError(f"PEFT found no classification head to train in {model_spec} "
                                      "(it looks for a module named 'score' or 'classifier')")
@@ -65,7 +63,7 @@ def load_classifier(model_spec: str, classes: Sequence[str], *, mode: str = "lor
 
 def lora_settings(lora: dict[str, Any] | None) -> dict[str, Any]:
     """Curie's LoRA defaults updated by ``lora``; unknown keys and a LoRA on the head are errors."""
-    from lib.training.modes import LORA_DEFAULTS
+    from lib.training.lora import LORA_DEFAULTS
 
     unknown = sorted(set(lora or {}) - set(LORA_DEFAULTS))
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -12,16 +13,15 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
-from lib.classifier.data import classifier_texts, token_dataset, train_items
+from lib.classifier.data import classifier_texts, token_dataset
 from lib.classifier.loss import ClassifierTrainer, class_weights
 from lib.classifier.model import load_classifier, lora_settings, predict_logits
-from lib.tasks.base import Task, TaskError
+from lib.params import PRECISIONS
+from lib.tasks.base import Item, Task, TaskError
 from lib.training import TrainingSetupError
+from lib.training.arguments import TrainSettings
 
-MODES = ("lora", "full")
-PRECISIONS = ("auto", "bf16", "fp32")
 N_SHOT = 0  # rows' n_shot: the classifier sees no solved examples
-WARMUP = 0.1  # fraction of the steps with a linear warmup, then linear decay
 
 
 @dataclass
@@ -38,40 +38,40 @@ class ClassifierResult:
     notes: list[str] = field(default_factory=list)
 
 
-def train_classifier(model_spec: str, task: Task, *, output_dir: Path, weighted: bool = True, mode: str = "lora",
-                     lora: dict[str, Any] | None = None, learning_rate: float = 2e-4, num_epochs: float = 1.0,
-                     batch_size: int = 8, max_length: int = 256, max_train_items: int = 0,
-                     max_eval_items: int = 500, seed: int = 1234, device: str = "auto", precision: str = "auto",
+def train_classifier(model_spec: str, task: Task, train: Sequence[Item], settings: TrainSettings, *,
+                     output_dir: Path, weighted: bool = True, mode: str = "lora", lora: dict[str, Any] | None = None,
+                     max_length: int = 256, max_eval_items: int = 500, device: str = "auto", precision: str = "auto",
                      inputs: str = "text", n_bootstrap: int = 1000, callbacks: Sequence[TrainerCallback] = (),
                      log=print) -> ClassifierResult:
-    """Train a classification head on ``task``'s train split, evaluate on its evaluated items, save it.
+    """Train a classification head on ``train`` (items of ``task``), evaluate on the task's evaluated
+    items, save it.
 
-    Everything that can be checked is checked before the model loads. The saved
-    model (``<output_dir>/model``, LoRA merged) reloads with
+    Everything that can be checked is checked before the model loads. ``settings``
+    (rate, schedule, warmup, epochs or steps, batch, accumulation, logging,
+    checkpoints, seed) go to the Trainer as they are; with ``save_steps`` a killed
+    run resumes from ``<output_dir>/checkpoints``. The saved model
+    (``<output_dir>/model``, LoRA merged) reloads with
     ``AutoModelForSequenceClassification``; ``callbacks`` are handed to the Trainer.
     """
-    from lib.tasks.evaluate_models import CAP_SEED
+    from lib.models import check_context, resolve_device
     from lib.training import modes as M
+    from lib.training.arguments import trainer_arguments
+    from lib.training.trainer import finished_checkpoint, last_checkpoint, load_finished
 
     # ---- checks, before any loading
     if task.kind != "classification":
         raise TaskError(f"task {task.id} is a {task.kind} task; the classifier route needs a classification task")
-    if mode not in MODES:
-        raise TrainingSetupError(f"unknown mode {mode!r} for the classifier; choose one of {', '.join(MODES)}")
+    if mode not in M.TUNING_MODES:
+        raise TrainingSetupError(f"unknown mode {mode!r} for the classifier; choose one of {', '.join(M.TUNING_MODES)}")
     if mode == "full" and lora:
         raise TrainingSetupError("LoRA settings were given but mode is 'full'")
     if mode == "lora":
         lora = lora_settings(lora)
     if precision not in PRECISIONS:
         raise TrainingSetupError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    for name, value, low in (("learning_rate", learning_rate, 0), ("num_epochs", num_epochs, 0)):
-        if not value > low:
-            raise TrainingSetupError(f"{name} must be > {low}, got {value}")
-    for name, value, low in (("batch_size", batch_size, 1), ("max_length", max_length, 2),
-                             ("max_train_items", max_train_items, 0), ("max_eval_items", max_eval_items, 0)):
+    for name, value, low in (("max_length", max_length, 2), ("max_eval_items", max_eval_items, 0)):
         if value < low:
             raise TrainingSetupError(f"{name} must be >= {low}, got {value}")
-    train = train_items(task, max_train_items, seed)
     if not train:
         raise TaskError(f"task {task.id} has no train items to fit a classifier on")
     n_classes = len(task.classes)
@@ -83,17 +83,17 @@ def train_classifier(model_spec: str, task: Task, *, output_dir: Path, weighted:
     if len(counts) < 2:
         raise TaskError(f"task {task.id}: the train items hold one class only ({task.classes[labels[0]]!r}); "
                         "a classifier needs at least two")
-    evaluated = task.eval_items(max_eval_items, seed=CAP_SEED)  # the benchmark's subset
+    evaluated = task.eval_items(max_eval_items)  # the benchmark's subset
     train_texts = classifier_texts(task, train, inputs)
     eval_texts = classifier_texts(task, evaluated, inputs)
-    device = M.resolve_device(device)
+    device = resolve_device(device)
     precision = M.resolve_precision(precision, device)
-    _check_context(model_spec, max_length)
+    check_context(model_spec, max_length=max_length)
 
     # ---- model and data
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, notes = load_classifier(model_spec, task.classes, mode=mode, lora=lora, seed=seed)
+    model, tokenizer, notes = load_classifier(model_spec, task.classes, mode=mode, lora=lora, seed=settings.seed)
     weights = class_weights(labels, n_classes) if weighted else None
     absent = [task.classes[c] for c in range(n_classes) if c not in counts]
     if absent:
@@ -104,23 +104,24 @@ def train_classifier(model_spec: str, task: Task, *, output_dir: Path, weighted:
     for note in notes:
         log(f"  {note}")
 
-    # ---- training
+    # ---- training (resumes from the last checkpoint of a killed run)
     from transformers import DataCollatorWithPadding, TrainingArguments
 
-    steps = max(1, int(np.ceil(len(train) / batch_size) * num_epochs))
-    args = TrainingArguments(
-        output_dir=str(output_dir / "trainer"), per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, num_train_epochs=num_epochs, lr_scheduler_type="linear",
-        warmup_steps=WARMUP, weight_decay=0.0, optim="adamw_torch",
-        bf16=precision == "bf16", use_cpu=device == "cpu",  # bf16: autocast, float32 master weights
-        logging_steps=max(1, steps // 20), save_strategy="no", eval_strategy="no", report_to=[],
-        seed=seed, data_seed=seed,  # the sampler reshuffles the items every epoch from this seed
-        remove_unused_columns=False, dataloader_num_workers=0)
+    checkpoints = output_dir / "checkpoints"
+    args = trainer_arguments(settings, output_dir=checkpoints, precision=precision, device=device, has_eval=False,
+                             arguments_class=TrainingArguments, remove_unused_columns=False)
     trainer = ClassifierTrainer(model=model, args=args, train_dataset=dataset,
                                 data_collator=DataCollatorWithPadding(tokenizer), class_weights=weights,
                                 callbacks=list(callbacks))
-    out = trainer.train()
-    train_metrics = {k: float(v) for k, v in out.metrics.items() if k != "total_flos"}
+    resume = last_checkpoint(checkpoints)
+    if finished_checkpoint(resume):
+        load_finished(trainer, resume)
+        train_metrics: dict[str, Any] = {}
+    else:
+        if resume:
+            log(f"resuming from {resume}")
+        train_metrics = {k: float(v) for k, v in trainer.train(resume_from_checkpoint=resume).metrics.items()
+                         if k != "total_flos"}
     train_metrics["steps"] = trainer.state.global_step
     history = [dict(entry) for entry in trainer.state.log_history]
     # drop accelerate's bf16 autocast wrapper: evaluation and the saved model are float32
@@ -130,11 +131,11 @@ def train_classifier(model_spec: str, task: Task, *, output_dir: Path, weighted:
     model.eval()
 
     # ---- evaluation and saving
-    logits = predict_logits(model, tokenizer, eval_texts, batch_size=batch_size, max_length=max_length)
+    logits = predict_logits(model, tokenizer, eval_texts, batch_size=settings.batch_size, max_length=max_length)
     preds = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=int)
     truth = np.array([item.label for item in evaluated], dtype=int)
     rows = classifier_rows(task, truth, preds, model_spec=model_spec, n_available=task.n_available,
-                           max_items=max_eval_items, seed=seed, weighted=weighted, mode=mode,
+                           max_items=max_eval_items, seed=settings.seed, weighted=weighted, mode=mode,
                            n_bootstrap=n_bootstrap)
     from sklearn.metrics import confusion_matrix
 
@@ -148,9 +149,8 @@ def train_classifier(model_spec: str, task: Task, *, output_dir: Path, weighted:
     tokenizer.save_pretrained(model_dir)
     result = ClassifierResult(rows, predictions, confusion, weights, train_metrics, history, model_dir, notes)
     params = {"model": model_spec, "task": task.id, "weighted": weighted, "mode": mode, "lora": lora,
-              "learning_rate": learning_rate, "num_epochs": num_epochs, "batch_size": batch_size,
-              "max_length": max_length, "max_train_items": max_train_items, "max_eval_items": max_eval_items,
-              "seed": seed, "device": device, "precision": precision, "inputs": inputs, "warmup": WARMUP}
+              "max_length": max_length, "max_eval_items": max_eval_items, "device": device, "precision": precision,
+              "inputs": inputs, **dataclasses.asdict(settings)}
     record = {"classes": list(task.classes), "class_weights": weights,
               "train_counts": {task.classes[c]: counts.get(c, 0) for c in range(n_classes)},
               "n_train": len(train), "params": params, "metrics": rows, "confusion": confusion,
@@ -185,14 +185,3 @@ def classifier_rows(task: Task, truth: np.ndarray, preds: np.ndarray, *, model_s
                M.macro_f1(names[truth], names[constant]))]
     return [common | {"metric": m, "value": v, "ci_low": ci[0], "ci_high": ci[1], "chance": c, "majority": maj}
             for m, v, ci, c, maj in values]
-
-
-def _check_context(model_spec: str, max_length: int) -> None:
-    from transformers import AutoConfig
-
-    from lib.models import resolve
-
-    config = AutoConfig.from_pretrained(resolve(model_spec))
-    context = getattr(config.get_text_config(), "max_position_embeddings", None)
-    if context and max_length > context:
-        raise TrainingSetupError(f"max_length ({max_length}) exceeds {model_spec}'s context of {context} positions")

@@ -74,9 +74,8 @@ def _built(language: str, tag: str) -> Path:
     path = corpus_path(language, tag)
     if not (path / "manifest.json").is_file():
         raise CorpusNotBuiltError(
-            f"no {language!r} corpus with tag {tag!r} at {path}; build it first with "
-            f"lib.corpus.build_corpus({language!r}, tag={tag!r}) "
-            f"(or: python -m lib corpus --language {language} --tag {tag})"
+            f"no {language!r} corpus with tag {tag!r} at {path}; build it first: "
+            f"python -m lib prepare --language {language} -p corpus_tag={tag}"
         )
     return path
 

@@ -33,6 +33,9 @@ KINDS = ("multiple_choice", "classification", "generation")
 SAMPLING = ("shared", "per_item")
 
 
+CAP_SEED = 0  # which items fall under an evaluation cap; independent of the few-shot seed
+
+
 class TaskError(ValueError):
     """A task cannot be built or run as asked; the message says why."""
 
@@ -118,13 +121,23 @@ class Task:
     def answer_text(self, item: Item) -> str:
         return item.target if self.kind == "generation" else self.options(item)[item.label]
 
-    def eval_items(self, max_items: int = 0, seed: int = 0) -> list[Item]:
+    def eval_items(self, max_items: int = 0, seed: int = CAP_SEED) -> list[Item]:
         """The evaluated items: all, or a fixed subset of ``max_items`` chosen by hash."""
         items = self.splits[self.eval_split]
         if max_items and len(items) > max_items:
             keep = set(sorted((i.id for i in items), key=lambda x: _hash(seed, x))[:max_items])
             items = [i for i in items if i.id in keep]
         return list(items)
+
+    def train_items(self, max_items: int = 0, seed: int = 1234) -> list[Item]:
+        """The train split, or a fixed random subset of ``max_items`` of it (0 = all): the items
+        every tuning route (task SFT, classification head) of the same seed trains on."""
+        items = sorted(self.splits.get("train") or [], key=lambda i: i.id)
+        if not items:
+            raise TaskError(f"task {self.id} has no train items to tune on")
+        if max_items and len(items) > max_items:
+            items = random.Random(f"{seed}:{self.id}:train").sample(items, max_items)
+        return items
 
     def fewshot_pool(self) -> list[Item]:
         pool = self.splits.get(self.fewshot_split) or []

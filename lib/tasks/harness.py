@@ -59,9 +59,9 @@ def lm_class():
 
         def __init__(self, pretrained: str, dtype: str = "float32", device: str = "auto", **kwargs):
             from lib.lm_metrics import document_prefix_ids
-            from lib.models import load_model_and_tokenizer, pick_device
+            from lib.models import load_model_and_tokenizer, resolve_device
 
-            where = pick_device(device or "auto")
+            where = resolve_device(device or "auto")
             model, tokenizer = load_model_and_tokenizer(str(pretrained), dtype=dtype, device=where)
             kwargs.setdefault("prefix_token_id", document_prefix_ids(tokenizer)[0])
             super().__init__(pretrained=model, tokenizer=tokenizer, device=where, **kwargs)

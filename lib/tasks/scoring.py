@@ -428,33 +428,19 @@ def _check_positive(name: str, value: int) -> None:
 
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 16,
              stop: Sequence[str] = ("\n",), batch_size: int = 16) -> list[str]:
-    """Greedy continuations of ``prompts``, cut at the first stop string."""
-    import torch
+    """Greedy continuations of ``prompts`` (each a new document), cut at the first stop string."""
+    from lib.generation import generate_ids
 
     _check_positive("batch_size", batch_size)
     prompts = list(prompts)
     doc = document_prefix_ids(tokenizer)
     encoded = [doc + ids for ids in tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)  # little padding
+    texts = generate_ids(model, tokenizer, [encoded[i] for i in order], max_new_tokens=max_new_tokens,
+                         batch_size=batch_size)
     outputs: list[str] = [""] * len(prompts)
-    model.eval()
-    with torch.inference_mode():
-        for first in range(0, len(order), batch_size):
-            chosen = order[first:first + batch_size]
-            width = max(len(encoded[i]) for i in chosen)
-            # left padding: every prompt ends at the same position, where generation starts
-            ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(chosen), width), dtype=torch.long)
-            for b, i in enumerate(chosen):
-                ids[b, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                attention[b, width - len(encoded[i]):] = 1
-            new = model.generate(input_ids=ids.to(device), attention_mask=attention.to(device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
-            for b, i in enumerate(chosen):
-                text = tokenizer.decode(new[b, width:], skip_special_tokens=True)
-                outputs[i] = _cut(text, stop)
+    for i, text in zip(order, texts):
+        outputs[i] = _cut(text, stop)
     return outputs
 
 

@@ -18,42 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lib.baseline import select_texts
+from lib.corpus.select import select_texts
 from lib.lm_metrics import document_prefix_ids
 from lib.training import TrainingSetupError
-
-
-def load_corpus_dict(language: str, tag: str):
-    """The DatasetDict built by 01_prepare_data (imported late: tests replace this function)."""
-    from lib.corpus import load_corpus
-
-    return load_corpus(language, tag)
-
-
-def split_documents(language: str, tag: str, split: str) -> tuple[list[str], list[str]]:
-    """Texts and ids of one split; an empty or missing split is an error that says how to build it."""
-    try:
-        corpus = load_corpus_dict(language, tag)
-    except FileNotFoundError as exc:
-        raise TrainingSetupError(
-            f"no {language}/{tag} corpus: {exc}. Build it first: "
-            f"python -m lib prepare --language {language} -p corpus_tag={tag}") from exc
-    if split not in corpus:
-        raise TrainingSetupError(f"the {language}/{tag} corpus has no {split!r} split "
-                                 f"(it has {', '.join(corpus)})")
-    data = corpus[split]
-    texts = [t for t in data["text"] if t and t.strip()]
-    if not texts:
-        raise TrainingSetupError(f"the {split} split of the {language}/{tag} corpus holds no text")
-    ids = list(data["id"]) if "id" in data.column_names else [str(i) for i in range(len(data))]
-    if len(texts) != len(data):  # keep ids aligned with the non-empty texts
-        ids = [i for i, t in zip(ids, data["text"]) if t and t.strip()]
-    return texts, ids
-
-
-def subset(texts: list[str], ids: list[str], max_chars: int, seed: int = 0) -> list[str]:
-    """A deterministic, source-mixed subset of about ``max_chars`` characters (0 = all)."""
-    return select_texts(texts, ids, max_chars, seed=seed)
 
 
 def adds_bos(tokenizer) -> bool:

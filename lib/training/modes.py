@@ -16,26 +16,15 @@ from typing import Any
 
 from lib.training import TrainingSetupError
 
-MODES = ("lora", "qlora", "lora_embeddings", "embeddings", "full")
+MODES = ("lora", "qlora", "lora_embeddings", "embeddings", "full")  # 03_lapt
 LORA_MODES = ("lora", "qlora", "lora_embeddings")
-# Curie-7B's LoRA settings (r=32, alpha=16, dropout 0.05) on every linear layer.
-LORA_DEFAULTS: dict[str, Any] = {"r": 32, "alpha": 16, "dropout": 0.05, "target_modules": ["all-linear"]}
+TUNING_MODES = ("lora", "full")  # the SFT stages and the classifier
 
 
 def cpu_supports_bf16() -> bool:
     import torch
 
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingSetupError("device 'cuda' was asked for but no CUDA GPU is available")
-    return device
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -150,11 +139,10 @@ def load_trainable(model_spec: str, mode: str, *, lora: dict[str, Any] | None, d
     result = TrainableModel(model=model, mode=mode, tied_embeddings=tied)
 
     if mode in LORA_MODES:
-        from peft import LoraConfig
+        from lib.training.lora import LORA_DEFAULTS, lora_config
 
         settings = {**LORA_DEFAULTS, **(lora or {})}
         check_target_modules(model, settings["target_modules"])
-        targets = settings["target_modules"]
         to_save = None
         if mode == "lora_embeddings":
             to_save = [_module_name(model, model.get_input_embeddings()).split(".")[-1]]
@@ -167,13 +155,9 @@ def load_trainable(model_spec: str, mode: str, *, lora: dict[str, Any] | None, d
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
             result.model = model
-        result.peft_config = LoraConfig(
-            r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-            target_modules="all-linear" if targets == ["all-linear"] else list(targets),
-            bias="none", task_type="CAUSAL_LM", modules_to_save=to_save,
-            # With tied embeddings the trained copy of embed_tokens must stay the output head too.
-            ensure_weight_tying=bool(to_save) and tied,
-        )
+        # With tied embeddings the trained copy of embed_tokens must stay the output head too.
+        result.peft_config = lora_config(settings, task_type="CAUSAL_LM", modules_to_save=to_save,
+                                         ensure_weight_tying=bool(to_save) and tied)
     elif mode == "embeddings":
         for param in model.parameters():
             param.requires_grad_(False)

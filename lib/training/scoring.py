@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lib.corpus.select import select_texts, split_documents
 from lib.lm_metrics import score_texts
-from lib.training.data import split_documents, subset
 
 METRICS = ("bits_per_char", "bits_per_byte", "perplexity")
 
@@ -27,10 +27,10 @@ def eval_sets(language: str, corpus_tag: str, *, test_max_chars: int, english_ma
               english_corpus_tag: str = "") -> list[EvalSet]:
     """The target test subset, then (unless the target is English or 0 chars asked) the English one."""
     texts, ids = split_documents(language, corpus_tag, "test")
-    sets = [EvalSet(language, "test", subset(texts, ids, test_max_chars))]
+    sets = [EvalSet(language, "test", select_texts(texts, ids, test_max_chars))]
     if english_max_chars and language != "en":
         en_texts, en_ids = split_documents("en", english_corpus_tag or corpus_tag, "test")
-        sets.append(EvalSet("en", "test", subset(en_texts, en_ids, english_max_chars)))
+        sets.append(EvalSet("en", "test", select_texts(en_texts, en_ids, english_max_chars)))
     return sets
 
 

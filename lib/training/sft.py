@@ -23,6 +23,7 @@ from typing import Any
 from lib.training import TrainingSetupError
 
 PACKING = ("auto", "true", "false")
+CHAT_TEMPLATES = ("model", "chatml")  # the tokenizer's own, or ChatML for base models without one
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn")
 
 # A ChatML template for models without one (base models from the hub); the same
@@ -34,26 +35,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-@dataclass(frozen=True)
-class SftSettings:
-    """Optimisation settings of one SFT run (the notebooks' parameters, grouped)."""
-
-    learning_rate: float
-    num_epochs: float
-    max_steps: int
-    batch_size: int
-    grad_accum: int
-    max_length: int
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_steps: int = 0
-    save_steps: int = 0
-    log_steps: int = 10
-    seed: int = 1234
 
 
 def use_packing(packing: str, model) -> bool:
@@ -83,45 +64,15 @@ def ensure_chat_template(tokenizer, chat_template: str) -> str:
     raise TrainingSetupError(f"chat_template must be 'model' or 'chatml', got {chat_template!r}")
 
 
-def make_sft_config(settings: SftSettings, *, output_dir: Path, logging_dir: Path, precision: str, device: str,
-                    packing: bool, has_eval: bool):
-    from trl import SFTConfig
+def sft_arguments(settings, *, max_length: int, output_dir: Path, precision: str, device: str, packing: bool,
+                  has_eval: bool):
+    """SFTConfig for prompt/completion rows (loss on the completion only)."""
+    from lib.training.arguments import trainer_arguments
 
-    s = settings
-    return SFTConfig(
-        output_dir=str(output_dir),
-        max_length=s.max_length,  # longer examples are truncated (the prompt side first goes)
-        packing=packing,
-        packing_strategy="bfd",
-        padding_free=False,
-        completion_only_loss=True,
-        per_device_train_batch_size=s.batch_size,
-        per_device_eval_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum,
-        optim="adamw_torch",
-        learning_rate=s.learning_rate,
-        lr_scheduler_type=s.lr_scheduler,
-        warmup_steps=s.warmup_ratio,  # a float below 1 is a fraction of the total steps
-        weight_decay=s.weight_decay,
-        max_grad_norm=s.max_grad_norm,
-        max_steps=s.max_steps if s.max_steps > 0 else -1,
-        num_train_epochs=s.num_epochs,
-        bf16=precision == "bf16",
-        use_cpu=device == "cpu",
-        eval_strategy="steps" if has_eval and s.eval_steps > 0 else "no",
-        eval_steps=s.eval_steps if s.eval_steps > 0 else None,
-        logging_steps=s.log_steps,
-        logging_first_step=True,
-        save_strategy="steps" if s.save_steps > 0 else "no",
-        save_steps=s.save_steps if s.save_steps > 0 else 500,
-        save_total_limit=2,
-        report_to=[],
-        seed=s.seed,
-        data_seed=s.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        include_num_input_tokens_seen="non_padding",
-    )
+    return trainer_arguments(
+        settings, output_dir=output_dir, precision=precision, device=device, has_eval=has_eval,
+        max_length=max_length,  # longer examples are truncated (the prompt side first goes)
+        packing=packing, packing_strategy="bfd", padding_free=False, completion_only_loss=True)
 
 
 @dataclass
@@ -132,7 +83,7 @@ class SftOutcome:
     resumed_from: str | None
 
 
-def build_trainer(trainable, tokenizer, train_dataset, eval_dataset, *, settings: SftSettings, run_dir: Path,
+def build_trainer(trainable, tokenizer, train_dataset, eval_dataset, *, settings, max_length: int, run_dir: Path,
                   precision: str, device: str, packing: str = "auto"):
     """An SFTTrainer for ``trainable`` (a ``lib.training.modes.TrainableModel``) on prompt/completion
     rows, not trained yet: held-out scores of the untuned model can be taken through it first
@@ -141,9 +92,9 @@ def build_trainer(trainable, tokenizer, train_dataset, eval_dataset, *, settings
 
     if len(train_dataset) == 0:
         raise TrainingSetupError("no training examples")
-    config = make_sft_config(settings, output_dir=Path(run_dir) / "checkpoints", logging_dir=Path(run_dir) / "tb",
-                             precision=precision, device=device, packing=use_packing(packing, trainable.model),
-                             has_eval=eval_dataset is not None)
+    config = sft_arguments(settings, max_length=max_length, output_dir=Path(run_dir) / "checkpoints",
+                           precision=precision, device=device, packing=use_packing(packing, trainable.model),
+                           has_eval=eval_dataset is not None)
     return CausalLmSFTTrainer(
         model=trainable.model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, peft_config=trainable.peft_config,

@@ -101,49 +101,16 @@ class BpcTrainer(CausalLmSFTTrainer):
         return metrics
 
 
-def make_config(*, output_dir: Path, logging_dir: Path, block_size: int, batch_size: int, grad_accum: int,
-                learning_rate: float, lr_scheduler: str, warmup_ratio: float, weight_decay: float,
-                max_grad_norm: float, max_steps: int, num_epochs: float, precision: str, device: str,
-                gradient_checkpointing: bool, eval_steps: int, eval_on_start: bool, save_steps: int,
-                save_total_limit: int, log_steps: int, seed: int) -> SFTConfig:
-    return SFTConfig(
-        output_dir=str(output_dir),
-        # data: pre-tokenised documents, packed into fixed blocks (see the module docstring)
-        packing=True,
-        packing_strategy="wrapped",
-        max_length=block_size,
+def packed_text_arguments(settings, *, output_dir: Path, block_size: int, precision: str, device: str,
+                          eval_on_start: bool) -> SFTConfig:
+    """SFTConfig for raw text: pre-tokenised documents packed into fixed blocks (module docstring)."""
+    from lib.training.arguments import trainer_arguments
+
+    return trainer_arguments(
+        settings, output_dir=output_dir, precision=precision, device=device,
+        packing=True, packing_strategy="wrapped", max_length=block_size,
         shuffle_dataset=False,  # the sampler shuffles the blocks every epoch
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        # optimisation: AdamW, linear warmup then the chosen decay
-        optim="adamw_torch",
-        learning_rate=learning_rate,
-        lr_scheduler_type=lr_scheduler,
-        warmup_steps=warmup_ratio,  # a float below 1 is a fraction of the total steps
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-        max_steps=max_steps if max_steps > 0 else -1,
-        num_train_epochs=num_epochs,
-        bf16=precision == "bf16",
-        fp16=False,
-        use_cpu=device == "cpu",
-        activation_checkpointing=gradient_checkpointing,  # transformers 5's name for it
-        # validation bpc, logs, checkpoints
-        eval_strategy="steps" if eval_steps > 0 else "no",
-        eval_steps=eval_steps if eval_steps > 0 else None,
-        eval_on_start=eval_on_start and eval_steps > 0,
-        logging_steps=log_steps,
-        logging_first_step=True,
-        save_strategy="steps" if save_steps > 0 else "no",
-        save_steps=save_steps if save_steps > 0 else 500,
-        save_total_limit=save_total_limit or None,
-        report_to=[],  # TensorBoard is added as an explicit callback writing to logging_dir
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        include_num_input_tokens_seen="non_padding",  # trained tokens, kept across resumes
-    )
+        eval_on_start=eval_on_start and settings.eval_steps > 0)
 
 
 def tensorboard_callback(logging_dir: Path):

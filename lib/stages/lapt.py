@@ -17,50 +17,91 @@ modes), ``checkpoints/`` (trainer state, for resume), ``tb/`` (TensorBoard),
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib import params as P
-from lib.params import PRECISIONS, SCHEDULERS, LaptParams, ParamsError  # noqa: F401  (defined there)
-from lib.training import TrainingSetupError
+from lib.params import DEVICES, ParamsError, as_dict, check_choice, check_language, check_positive
+from lib.training.arguments import check_train_fields
+from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
+from lib.training.modes import LORA_MODES, MODES
 
 STAGE = "03_lapt"
 
 
-# ---------------------------------------------------------------- parameters
+@dataclass
+class LaptParams:
+    """03_lapt: continued pre-training of one model on one language's corpus."""
+
+    model: str = "smollm2-135m-instruct"  # registry name, run directory, local checkpoint or hub id
+    language: str = "pl"  # the corpus language to adapt to: pl, tr, ru or en
+    corpus_tag: str = "default"  # which build of the corpus (01_prepare_data's corpus_tag)
+    mode: str = "lora"  # lora, qlora (CUDA only), lora_embeddings, embeddings or full
+    lora_r: int | None = None  # LoRA rank; None = 32 in LoRA modes, and must stay None in others
+    lora_alpha: int | None = None  # LoRA scale is alpha / r; None = 16
+    lora_dropout: float | None = None  # dropout on the LoRA input; None = 0.05
+    lora_target_modules: list[str] | None = None  # module names or [all-linear]; None = all-linear
+    learning_rate: float = 3e-3  # peak rate, reached after warmup
+    lr_scheduler: str = "cosine"  # decay after warmup: cosine, linear or constant_with_warmup
+    warmup_ratio: float = 0.05  # fraction of the steps spent in linear warmup
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping
+    block_size: int = 256  # tokens per packed training block
+    batch_size: int = 8  # blocks per device per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_steps: int = 0  # optimizer steps; 0 = num_epochs passes over the training tokens
+    num_epochs: float = 1.0  # passes over the training tokens when max_steps is 0
+    max_train_tokens: int = 120_000  # tokens taken from the train split, source-mixed (0 = all)
+    precision: str = "auto"  # auto (bf16 where the hardware supports it), bf16 or fp32
+    gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
+    eval_steps: int = 20  # validation bpc every N optimizer steps (0 = only before/after)
+    val_max_chars: int = 12000  # characters of the validation split scored at each evaluation
+    save_steps: int = 20  # checkpoint every N optimizer steps (0 = none, so no resume)
+    save_total_limit: int = 2  # checkpoints kept on disk
+    log_steps: int = 10  # training loss logged every N optimizer steps
+    test_max_chars: int = 60000  # characters of the target test split scored before and after
+    english_max_chars: int = 30000  # characters of the English test split, for forgetting (0 = skip)
+    english_corpus_tag: str = ""  # corpus_tag of the English corpus ("" = corpus_tag)
+    eval_max_length: int = 1024  # tokens per scoring window
+    eval_stride: int = 512  # new tokens per scoring window
+    eval_batch_size: int = 8  # windows per scoring forward pass
+    seed: int = 1234  # data order, adapter initialisation, dropout
+    device: str = "auto"  # auto (cuda when available), cpu or cuda
+    run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
+
+    def validate(self) -> None:
+        check_language(self.language)
+        check_choice("mode", self.mode, MODES)
+        check_choice("device", self.device, DEVICES)
+        check_train_fields(self)
+        check_lora_fields(self)
+        if self.mode == "qlora" and self.device == "cpu":
+            raise ParamsError("mode qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); on a CPU use mode lora")
+        if self.block_size < 2:
+            raise ParamsError(f"block_size must be at least 2 tokens, got {self.block_size}")
+        for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
+            check_positive(key, getattr(self, key))
+        for key in ("max_train_tokens", "val_max_chars", "test_max_chars", "english_max_chars"):
+            check_positive(key, getattr(self, key), allow_zero=True)
+        if self.eval_stride > self.eval_max_length:
+            raise ParamsError(f"eval_stride ({self.eval_stride}) must not exceed eval_max_length "
+                              f"({self.eval_max_length})")
+
+    def inapplicable(self) -> set[str]:
+        """lora_* fields mean nothing to a mode that trains no adapter."""
+        return set() if self.mode in LORA_MODES else set(LORA_FIELDS)
+
+    def why_inapplicable(self) -> str:
+        return f"mode {self.mode!r}, which trains no LoRA adapter (LoRA modes: {', '.join(LORA_MODES)})"
+
+    def lora_settings(self) -> dict[str, Any] | None:
+        """r, alpha, dropout, target_modules with the Curie defaults filled in (None outside LoRA modes)."""
+        return lora_settings(self, LORA_MODES)
 
 
-def params_class() -> type:
-    """LaptParams, or the class lib.params registers for 03_lapt once it does."""
-    return P.STAGES.get(STAGE, LaptParams)
-
-
-def resolve_params(*, profile: str | None = None, files: list[str | Path] = (),
-                   overrides: dict[str, Any] | None = None):
-    """Defaults < profile section < parameter files < overrides, as lib.params.resolve."""
-    if STAGE in P.STAGES:
-        return P.resolve(STAGE, profile=profile, files=files, overrides=overrides)
-    merged: dict[str, Any] = {}
-    if profile:
-        merged.update(P.load_profile(profile).get(STAGE, {}) or {})
-    for path in files:
-        merged.update(P._read_yaml(Path(path)))
-    merged.update(overrides or {})
-    return P.build(LaptParams, merged)
-
-
-def from_namespace(namespace: dict[str, Any]):
-    """Validate the notebook's parameters cell."""
-    cls = params_class()
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in namespace]
-    if missing:
-        raise ParamsError(f"the parameters cell of {STAGE} lacks {', '.join(missing)}")
-    return P.build(cls, {n: namespace[n] for n in names})
+Params = LaptParams
 
 
 # ---------------------------------------------------------------- steps
@@ -112,9 +153,9 @@ class LaptSetup:
 def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     """Check everything that can be checked and load data and model; raise before any training."""
     from accelerate import PartialState
-    from transformers import AutoConfig
 
-    from lib.models import check_compatible, load_tokenizer, resolve
+    from lib.corpus.select import select_texts, split_documents
+    from lib.models import check_compatible, check_context, load_tokenizer, resolve_device
     from lib.training import data as D
     from lib.training import modes as M
     from lib.training.scoring import eval_sets
@@ -122,26 +163,20 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = M.resolve_device(params.device)
+    device = resolve_device(params.device)
     M.check_hardware(params.mode, device)  # QLoRA on a CPU stops here, before any loading
     precision = M.resolve_precision(params.precision, device)
-
-    config = AutoConfig.from_pretrained(resolve(params.model))
-    context = getattr(config.get_text_config(), "max_position_embeddings", None)
-    for key in ("block_size", "eval_max_length"):
-        if context and getattr(params, key) > context:
-            raise TrainingSetupError(f"{key} ({getattr(params, key)}) exceeds {params.model}'s context "
-                                     f"of {context} positions")
+    check_context(params.model, block_size=params.block_size, eval_max_length=params.eval_max_length)
     tokenizer = load_tokenizer(params.model)
 
-    texts, ids = D.split_documents(params.language, params.corpus_tag, "train")
+    texts, ids = split_documents(params.language, params.corpus_tag, "train")
     sequences, stats = D.training_sequences(tokenizer, texts, ids, max_tokens=params.max_train_tokens,
                                             seed=params.seed)
     D.check_enough_tokens(stats, params.block_size, f"the {params.language}/{params.corpus_tag} train split")
     val_texts: list[str] = []
     if params.eval_steps:
-        v_texts, v_ids = D.split_documents(params.language, params.corpus_tag, "validation")
-        val_texts = D.subset(v_texts, v_ids, params.val_max_chars)
+        v_texts, v_ids = split_documents(params.language, params.corpus_tag, "validation")
+        val_texts = select_texts(v_texts, v_ids, params.val_max_chars)
     sets = eval_sets(params.language, params.corpus_tag, test_max_chars=params.test_max_chars,
                      english_max_chars=params.english_max_chars, english_corpus_tag=params.english_corpus_tag)
 
@@ -201,6 +236,7 @@ class TrainOutcome:
 
 def train(setup: LaptSetup, callbacks: list | tuple = (), log=print) -> TrainOutcome:
     """Train with SFTTrainer; resume from the run directory's last checkpoint when there is one."""
+    from lib.training.arguments import TrainSettings
     from lib.training.data import document_token_ids, token_dataset
     from lib.training.modes import parameter_counts
     from lib.training.trainer import (
@@ -209,7 +245,7 @@ def train(setup: LaptSetup, callbacks: list | tuple = (), log=print) -> TrainOut
         history_table,
         last_checkpoint,
         load_finished,
-        make_config,
+        packed_text_arguments,
         tensorboard_callback,
         use_fused_lm_head,
     )
@@ -219,14 +255,9 @@ def train(setup: LaptSetup, callbacks: list | tuple = (), log=print) -> TrainOut
     resume = last_checkpoint(checkpoints)
     if resume:
         log(f"resuming from {resume}")
-    config = make_config(
-        output_dir=checkpoints, logging_dir=setup.run_dir / "tb", block_size=p.block_size,
-        batch_size=p.batch_size, grad_accum=p.grad_accum, learning_rate=p.learning_rate,
-        lr_scheduler=p.lr_scheduler, warmup_ratio=p.warmup_ratio, weight_decay=p.weight_decay,
-        max_grad_norm=p.max_grad_norm, max_steps=p.max_steps, num_epochs=p.num_epochs,
-        precision=setup.precision, device=setup.device, gradient_checkpointing=p.gradient_checkpointing,
-        eval_steps=p.eval_steps, eval_on_start=resume is None, save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit, log_steps=p.log_steps, seed=p.seed)
+    config = packed_text_arguments(TrainSettings.of(p), output_dir=checkpoints, block_size=p.block_size,
+                                   precision=setup.precision, device=setup.device,
+                                   eval_on_start=resume is None)
     # The Trainer insists on an eval dataset when it evaluates; BpcTrainer.evaluate scores
     # setup.val_texts by characters instead of these tokens.
     eval_dataset = token_dataset(document_token_ids(setup.tokenizer, setup.val_texts)) if p.eval_steps else None
@@ -375,7 +406,7 @@ def _record_params(setup: LaptSetup, log) -> None:
     import shutil
 
     path = setup.run_dir / "lapt_params.json"
-    current = {k: v for k, v in P.as_dict(setup.params).items() if k != "run_dir"}
+    current = {k: v for k, v in as_dict(setup.params).items() if k != "run_dir"}
     checkpoints = setup.run_dir / "checkpoints"
     if path.is_file() and checkpoints.is_dir():
         previous = json.loads(path.read_text())
@@ -384,3 +415,101 @@ def _record_params(setup: LaptSetup, log) -> None:
             log(f"{checkpoints} came from other parameters ({', '.join(changed)}): starting afresh")
             shutil.rmtree(checkpoints)
     path.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- plots
+
+STAGE_ORDER = ["before", "after"]
+PANELS = [("target", "target language (adapted to)"), ("english", "English (forgetting)")]
+
+
+def _bpc_frame(rows):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    frame = frame[(frame["metric"] == "bits_per_char") & (frame["split"] == "test")].copy()
+    frame["panel"] = (frame["language"] == frame["adapted_to"]).map({True: "target", False: "english"})
+    label = frame["adapted_to"].astype(str)
+    for column in ("mode", "model"):  # name what differs between runs, nothing else
+        if column in frame and frame[column].nunique() > 1:
+            label = label + "\n" + frame[column].astype(str)
+    frame["run"] = label
+    return frame
+
+
+def plot_before_after(rows, title: str = "LAPT: bits per character before and after (lower is better)"):
+    """Two panels (target language, English), bars before/after per run, change in % on top."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frame = _bpc_frame(rows)
+    sns.set_theme(style="whitegrid", context="notebook")
+    panels = [(key, name) for key, name in PANELS if (frame["panel"] == key).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (key, name) in zip(axes[0], panels):
+        data = frame[frame["panel"] == key]
+        order = sorted(data["run"].unique())
+        sns.barplot(data=data, x="run", y="value", hue="stage", hue_order=STAGE_ORDER, order=order, ax=ax)
+        for container in ax.containers:
+            ax.bar_label(container, fmt="%.3f", fontsize=8)
+        wide = data.pivot_table(index="run", columns="stage", values="value", aggfunc="first")
+        for i, run in enumerate(order):
+            if {"before", "after"} <= set(wide.columns) and run in wide.index:
+                change = 100 * (wide.loc[run, "after"] - wide.loc[run, "before"]) / wide.loc[run, "before"]
+                ax.annotate(f"{change:+.1f}%", (i, wide.loc[run].max() * 1.08), ha="center", fontsize=9)
+        ax.set_ylim(0, data["value"].max() * 1.2)
+        ax.set_title(name)
+        ax.set_xlabel("run (language adapted to)")
+        ax.set_ylabel("bits per character (test)")
+    # one legend for both panels, below them: inside an axis it covers a bar
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(handles, labels, title="stage", loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def plot_history(history, title: str = "validation bits per character during training"):
+    """Validation bpc (and the training loss, per token in nats) against optimizer steps."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if "eval_bpc" in history:
+        evals = history.dropna(subset=["eval_bpc"])
+        ax.plot(evals["step"], evals["eval_bpc"], marker="o", label="validation bpc")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("bits per character")
+    if "loss" in history:
+        twin = ax.twinx()
+        losses = history.dropna(subset=["loss"])
+        twin.plot(losses["step"], losses["loss"], color="grey", alpha=0.5, label="train loss (nats/token)")
+        twin.set_ylabel("train loss (nats/token)")
+        twin.grid(False)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def lapt_bpc_figure(results_dir: Path) -> Path:
+    """Before/after bits per character of every collected LAPT run (results/tables/lapt.csv)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lapt.csv")
+    return save(plot_before_after(table), results_dir, "lapt_bpc")
+
+
+def lapt_cpu_bpc_figure(results_dir: Path) -> Path:
+    """The same for the longer run of the cpu profile (results/tables/lapt_cpu.csv)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lapt_cpu.csv")
+    title = "LAPT, cpu profile (1M tokens): bits per character before and after"
+    return save(plot_before_after(table, title=title), results_dir, "lapt_cpu_bpc")
+
+
+FIGURES = {"lapt_bpc": lapt_bpc_figure, "lapt_cpu_bpc": lapt_cpu_bpc_figure}

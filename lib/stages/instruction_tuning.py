@@ -25,15 +25,79 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib import params as P
-from lib.params import InstructionTuningParams
+from lib.languages import TARGET_LANGUAGES
+from lib.params import ParamsError, check_choice, check_language, check_positive
 from lib.training import TrainingSetupError
+from lib.training.arguments import check_train_fields
+from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
+from lib.training.modes import TUNING_MODES
+from lib.training.sft import CHAT_TEMPLATES, PACKING
 
 STAGE = "05_instruction_tuning"
 
 
-def from_namespace(namespace: dict[str, Any]) -> InstructionTuningParams:
-    return P.from_namespace(STAGE, namespace)
+@dataclass
+class InstructionTuningParams:
+    """05_instruction_tuning: SFT on chat-format instructions in the target language."""
+
+    model: str = "smollm2-135m-instruct"  # registry name, run directory (a LAPT run...), checkpoint or hub id
+    language: str = "tr"  # pl, tr or ru
+    corpus_tag: str = "default"  # the corpus the packaged builders read (01_prepare_data)
+    data_tag: str = "default"  # the instruction set's build: <artifacts>/instructions/<language>/<data_tag>
+    sources: list[str] = field(default_factory=lambda: ["packaged"])  # packaged | a builder | local:PATH | hf:ID
+    max_per_source: int = 300  # examples kept per source (0 = all)
+    chat_template: str = "model"  # model (the tokenizer's own) or chatml (for base models without one)
+    mode: str = "lora"  # lora or full
+    lora_r: int | None = None  # LoRA rank; None = 32
+    lora_alpha: int | None = None  # None = 16
+    lora_dropout: float | None = None  # None = 0.05
+    lora_target_modules: list[str] | None = None  # None = all-linear
+    learning_rate: float = 1e-3  # peak rate after warmup
+    lr_scheduler: str = "cosine"  # cosine, linear or constant_with_warmup
+    warmup_ratio: float = 0.05  # fraction of the steps spent in warmup
+    num_epochs: float = 1.0  # passes over the training examples when max_steps is 0
+    max_steps: int = 0  # optimizer steps; 0 = num_epochs passes
+    batch_size: int = 8  # examples per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_length: int = 256  # tokens per example (prompt and answer, chat markup included)
+    packing: str = "auto"  # auto (only with FlashAttention), true or false
+    eval_steps: int = 0  # held-out completion loss every N steps (0 = before and after only)
+    save_steps: int = 50  # checkpoint every N steps (0 = none, so no resume)
+    log_steps: int = 10  # training loss logged every N steps
+    heldout_examples: int = 64  # test-split examples scored before and after (loss and chrF)
+    n_samples: int = 6  # generations shown before and after
+    max_new_tokens: int = 48  # tokens generated per held-out prompt
+    precision: str = "auto"  # auto (bf16 where supported), bf16 or fp32
+    device: str = "auto"  # auto, cpu or cuda
+    seed: int = 1234  # data order, split, adapter initialisation
+    run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
+
+    def validate(self) -> None:
+        check_language(self.language, TARGET_LANGUAGES)
+        check_choice("mode", self.mode, TUNING_MODES)
+        check_train_fields(self)
+        check_lora_fields(self)
+        if not self.sources:
+            raise ParamsError("sources must name at least one source")
+        check_choice("packing", self.packing, PACKING)
+        check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+        check_positive("max_length", self.max_length)
+        for key in ("max_per_source", "heldout_examples", "n_samples"):
+            check_positive(key, getattr(self, key), allow_zero=True)
+        check_positive("max_new_tokens", self.max_new_tokens)
+
+    def inapplicable(self) -> set[str]:
+        """lora_* fields mean nothing to full fine-tuning."""
+        return set() if self.mode == "lora" else set(LORA_FIELDS)
+
+    def why_inapplicable(self) -> str:
+        return f"mode {self.mode!r}, which trains no LoRA adapter"
+
+    def lora_settings(self) -> dict[str, Any] | None:
+        return lora_settings(self, ("lora",))
+
+
+Params = InstructionTuningParams
 
 
 @dataclass
@@ -77,15 +141,16 @@ def instruction_data(params: InstructionTuningParams, log=print):
 
 def prepare(params: InstructionTuningParams, run_dir: str | Path, log=print) -> InstructionSetup:
     """Every check and all loading; nothing trains yet."""
-    from lib.models import check_compatible, load_tokenizer
+    from lib.models import check_compatible, check_context, load_tokenizer, resolve_device
     from lib.runs import base_model_of
     from lib.training import modes as M
     from lib.training.sft import ensure_chat_template
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = M.resolve_device(params.device)
+    device = resolve_device(params.device)
     precision = M.resolve_precision(params.precision, device)
+    check_context(params.model, max_length=params.max_length)
     tokenizer = load_tokenizer(params.model)
     ensure_chat_template(tokenizer, params.chat_template)
     data, manifest = instruction_data(params, log)
@@ -107,6 +172,7 @@ def prepare(params: InstructionTuningParams, run_dir: str | Path, log=print) -> 
 
 def heldout_scores(setup: InstructionSetup, trainer, *, stage: str, log=print) -> tuple[list[dict], list[str]]:
     """Completion loss (teacher-forced) and chrF of greedy answers on the held-out prompts."""
+    from lib.generation import chat_generate
     from lib.tasks.metrics import chrf
     from lib.training.sft import completion_loss
     from lib.training.trainer import without_autocast
@@ -129,39 +195,15 @@ def heldout_scores(setup: InstructionSetup, trainer, *, stage: str, log=print) -
     return rows, answers
 
 
-def chat_generate(model, tokenizer, conversations: list[list[dict[str, str]]], *, max_new_tokens: int,
-                  batch_size: int = 16) -> list[str]:
-    """Greedy answers to chat prompts, rendered with the tokenizer's chat template."""
-    import torch
-
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[str] = []
-    model.eval()
-    with torch.inference_mode():
-        for first in range(0, len(texts), batch_size):
-            encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[first:first + batch_size]]
-            width = max(map(len, encoded))
-            # left padding: every prompt ends where generation starts
-            ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            for b, seq in enumerate(encoded):
-                ids[b, width - len(seq):] = torch.tensor(seq)
-                attention[b, width - len(seq):] = 1
-            new = model.generate(input_ids=ids.to(device), attention_mask=attention.to(device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
-            outputs += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in new]
-    return outputs
-
-
 def make_trainer(setup: InstructionSetup):
     """The SFTTrainer, not trained yet; its evaluation set is the held-out split."""
+    from lib.training.arguments import TrainSettings
     from lib.training.sft import build_trainer
 
+    p = setup.params
     return build_trainer(setup.trainable, setup.tokenizer, setup.train_dataset, setup.heldout_dataset,
-                         settings=settings_of(setup.params), run_dir=setup.run_dir, precision=setup.precision,
-                         device=setup.device, packing=setup.params.packing)
+                         settings=TrainSettings.of(p), max_length=p.max_length, run_dir=setup.run_dir,
+                         precision=setup.precision, device=setup.device, packing=p.packing)
 
 
 def train(setup: InstructionSetup, trainer, log=print):
@@ -196,13 +238,3 @@ def samples_table(setup: InstructionSetup, before: list[str], after: list[str]):
         "prompt": [r["prompt"][-1]["content"] for r in rows],
         "reference": [r["completion"][0]["content"] for r in rows],
         "before": before[:n], "after": after[:n]})
-
-
-def settings_of(params) -> Any:
-    from lib.training.sft import SftSettings
-
-    return SftSettings(
-        learning_rate=params.learning_rate, num_epochs=params.num_epochs, max_steps=params.max_steps,
-        batch_size=params.batch_size, grad_accum=params.grad_accum, max_length=params.max_length,
-        lr_scheduler=params.lr_scheduler, warmup_ratio=params.warmup_ratio, eval_steps=params.eval_steps,
-        save_steps=params.save_steps, log_steps=params.log_steps, seed=params.seed)

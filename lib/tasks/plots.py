@@ -1,22 +1,11 @@
-"""Benchmark figures, drawn from results/tables/benchmarks.csv alone.
-
-Registered with ``lib.figures`` (``python -m lib figures benchmarks``) when
-``lib.figures`` imports this module; ``plot_benchmarks`` also draws a table a
-notebook holds in memory.
-"""
+"""The benchmark dot plot: headline metric, bootstrap interval, chance and majority per task,
+one colour per model (or per chain, for the task-tuning tables)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are files, never windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lib.figures import figure, read_table, save  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 # One headline metric per kind of task; chrF is shown on a 0-1 scale beside the others.
 PRIMARY = {"multiple_choice": "acc", "classification": "macro_f1", "generation": "chrf"}
@@ -79,10 +68,3 @@ def plot_benchmarks(table: pd.DataFrame, title: str = "Benchmarks: headline metr
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-@figure("benchmarks")
-def benchmarks(results_dir: Path) -> Path:
-    """Every model on every benchmark task: headline metric, CI and chance, per shot count."""
-    table = read_table(results_dir, "benchmarks.csv")
-    return save(plot_benchmarks(table), results_dir, "benchmarks")

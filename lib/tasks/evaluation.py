@@ -1,4 +1,4 @@
-"""Run models on tasks, zero- and few-shot, into tidy rows with chance and intervals.
+"""Run a model on a task, zero- or few-shot, into tidy rows with chance and intervals.
 
 Each row is one metric of one (model, task, n_shot): ``model, language, task,
 n_shot, metric, value, n, ci_low, ci_high, chance`` plus ``majority`` (the
@@ -13,17 +13,15 @@ bootstrap over items. Rows are deterministic
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from lib.tasks import metrics as M
-from lib.tasks.base import Task, TaskError
+from lib.tasks.base import CAP_SEED, Task, TaskError
 from lib.tasks.scoring import ChoiceRequest, generate, score_choices
 
 DEFAULT_MAX_ITEMS = 500  # the documented cap per task: items above it are a fixed hashed subset
-CAP_SEED = 0  # which items fall under the cap; independent of the few-shot seed
 GENERATION_PROMPT_TOKENS = 256  # prompts per generation batch = max_batch_tokens // this
 METRICS = {"multiple_choice": ("acc", "acc_norm"), "classification": ("acc", "macro_f1"),
            "generation": ("exact_match", "chrf")}
@@ -128,45 +126,3 @@ def evaluate_task(model, tokenizer, task: Task, n_shot: int, *, model_name: str,
     for p in predictions:
         p.update(model=model_name, language=task.language, task=task.name, n_shot=n_shot)
     return rows, predictions
-
-
-def evaluate_models(models: list[str], task_ids: list[str], shots: list[int], *,
-                    corpus_tag: str = "default", hub_data_dir: str = "", seed: int = 1234,
-                    sampling: str = "shared", max_items: int = DEFAULT_MAX_ITEMS,
-                    max_batch_tokens: int = 4096, n_bootstrap: int = 1000, dtype: str = "float32", device: str = "auto",
-                    log=print) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Every model on every task with every number of shots.
-
-    Returns (metric rows, per-item predictions, timings). Tasks are built once
-    and shared by all models, so every model answers the same prompts.
-    """
-    from lib.models import device_name, load_model_and_tokenizer, pick_device
-
-    tasks = [load_task(t, corpus_tag=corpus_tag, hub_data_dir=hub_data_dir) for t in task_ids]
-    for task in tasks:
-        log(f"{task.id}: {task.n_available} {task.eval_split} items, evaluating "
-            f"{min(task.n_available, max_items) if max_items else task.n_available}")
-    rows: list[dict[str, Any]] = []
-    predictions: list[dict[str, Any]] = []
-    timings: dict[str, Any] = {"device": device_name(), "runs": []}
-    for name in models:
-        model, tokenizer = load_model_and_tokenizer(name, dtype=dtype, device=pick_device(device))
-        for task in tasks:
-            for n_shot in shots:
-                start = time.perf_counter()
-                task_rows, task_preds = evaluate_task(
-                    model, tokenizer, task, n_shot, model_name=name, seed=seed, sampling=sampling,
-                    max_items=max_items, max_batch_tokens=max_batch_tokens, n_bootstrap=n_bootstrap)
-                seconds = time.perf_counter() - start
-                rows += task_rows
-                predictions += task_preds
-                n = task_rows[0]["n"]
-                summary = ", ".join(f"{r['metric']} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-                                    for r in task_rows)
-                log(f"{name} {task.id} {n_shot}-shot (n={n}): {summary}; chance "
-                    f"{task_rows[0]['chance']:.3f}; {seconds:.1f} s ({n / seconds:.1f} items/s)")
-                timings["runs"].append({"model": name, "task": task.id, "n_shot": n_shot, "n": n,
-                                        "seconds": round(seconds, 2),
-                                        "items_per_second": round(n / seconds, 2)})
-        del model
-    return rows, predictions, timings

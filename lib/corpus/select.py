@@ -1,0 +1,47 @@
+"""Deterministic, source-mixed selections of a corpus split: what every stage scores or trains on."""
+
+from __future__ import annotations
+
+import hashlib
+
+from lib.corpus.build import load_corpus
+from lib.corpus.sources import CorpusError
+
+
+def select_indices(texts: list[str], ids: list[str], max_chars: int, seed: int = 0) -> list[int]:
+    """Indices of a deterministic, source-mixed subset of about ``max_chars`` characters (0 = all).
+
+    Documents are visited in the order of a hash of their id, so the subset
+    draws from every source rather than the first one on disk.
+    """
+    if not texts:
+        raise CorpusError("no documents to select from")
+    order = sorted(range(len(texts)),
+                   key=lambda i: hashlib.sha1(f"{seed}:{ids[i]}".encode()).hexdigest())
+    chosen, total = [], 0
+    for i in order:
+        if max_chars and total >= max_chars:
+            break
+        chosen.append(i)
+        total += len(texts[i])
+    return chosen
+
+
+def select_texts(texts: list[str], ids: list[str], max_chars: int, seed: int = 0) -> list[str]:
+    return [texts[i] for i in select_indices(texts, ids, max_chars, seed)]
+
+
+def split_documents(language: str, tag: str, split: str) -> tuple[list[str], list[str]]:
+    """Texts and ids of one split's non-empty documents; an empty or missing split is an error
+    that names the corpus and the split."""
+    corpus = load_corpus(language, tag)  # CorpusNotBuiltError says how to build it
+    if split not in corpus:
+        raise CorpusError(f"the {language}/{tag} corpus has no {split!r} split (it has {', '.join(corpus)})")
+    data = corpus[split]
+    texts = [t for t in data["text"] if t and t.strip()]
+    if not texts:
+        raise CorpusError(f"the {split} split of the {language}/{tag} corpus holds no text")
+    ids = list(data["id"]) if "id" in data.column_names else [str(i) for i in range(len(data))]
+    if len(texts) != len(data):  # keep ids aligned with the non-empty texts
+        ids = [i for i, t in zip(ids, data["text"]) if t and t.strip()]
+    return texts, ids
