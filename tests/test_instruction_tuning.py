@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import instruction_tuning as IT
-from lib import params as P
+from lib import stages
+from lib.stages import instruction_tuning as IT
 
 TAG = "it-test"
 
@@ -25,7 +25,7 @@ def quiet(*_args, **_kwargs):
 
 @pytest.mark.slow
 def test_instruction_tuning_end_to_end(tiny_tr, tmp_path):
-    params = P.resolve("05_instruction_tuning", profile="tiny", overrides={"corpus_tag": TAG, "data_tag": TAG})
+    params = stages.resolve("05_instruction_tuning", profile="tiny", overrides={"corpus_tag": TAG, "data_tag": TAG})
     setup = IT.prepare(params, tmp_path, log=quiet)
     assert len(setup.train_dataset) > 0 and len(setup.heldout_dataset) > 0
     assert setup.base_model == "tiny-random"

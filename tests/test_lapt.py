@@ -13,9 +13,12 @@ import random
 
 import pytest
 
-from lib import lapt
 from lib import params as P
+from lib import stages
+from lib.corpus import CorpusError
+from lib.models import ModelSpecError
 from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT
+from lib.stages import lapt
 from lib.training import TrainingSetupError
 from lib.training import data as D
 
@@ -46,7 +49,8 @@ def tiny_corpus(language: str, n_docs: int = 60, empty: bool = False):
 @pytest.fixture
 def corpora(monkeypatch, isolated_home):
     """Replace the corpus loader with in-memory corpora ('empty' tag: a train split of empty texts)."""
-    monkeypatch.setattr(D, "load_corpus_dict", lambda language, tag: tiny_corpus(language, empty=tag == "empty"))
+    monkeypatch.setattr("lib.corpus.select.load_corpus",
+                        lambda language, tag: tiny_corpus(language, empty=tag == "empty"))
 
 
 def tiny_params(**overrides):
@@ -68,8 +72,8 @@ def test_defaults_validate_and_lora_defaults_are_curies():
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"mode": "adapter"}, "mode must be one of"),
-    ({"mode": "full", "lora_r": 32}, "lora_r set, but mode 'full' trains no LoRA adapter"),
-    ({"mode": "embeddings", "lora_target_modules": ["q_proj"]}, "lora_target_modules set"),
+    ({"mode": "full", "lora_r": 32}, "lora_r cannot change what runs for mode 'full', which trains no LoRA"),
+    ({"mode": "embeddings", "lora_target_modules": ["q_proj"]}, "lora_target_modules cannot change"),
     ({"mode": "qlora", "device": "cpu"}, "qlora needs a CUDA GPU"),
     ({"lora_dropout": 1.5}, "lora_dropout must be in"),
     ({"lora_target_modules": []}, "at least one module"),
@@ -103,11 +107,11 @@ def test_notebook_parameters_cell_matches_the_dataclass():
 
 
 def test_experiment_files_resolve(tmp_path):
-    params = lapt.resolve_params(files=[PROJ_ROOT / "params/experiments/curie_pl.yaml"])
+    params = stages.resolve(lapt.STAGE, files=[PROJ_ROOT / "params/experiments/curie_pl.yaml"])
     assert (params.mode, params.lora_r, params.lora_alpha, params.lora_dropout) == ("lora", 32, 16, 0.05)
     # the same experiment for Turkish or Russian: one parameter
-    assert lapt.resolve_params(files=[PROJ_ROOT / "params/experiments/curie_pl.yaml"],
-                               overrides={"language": "tr"}).language == "tr"
+    assert stages.resolve(lapt.STAGE, files=[PROJ_ROOT / "params/experiments/curie_pl.yaml"],
+                          overrides={"language": "tr"}).language == "tr"
 
 
 # ---------------------------------------------------------------- data layout
@@ -153,7 +157,7 @@ def test_training_sequences_respect_token_budget(shared_cache):
     ({"max_train_tokens": 10, "block_size": 1024}, "fewer than one block"),
 ])
 def test_bad_input_fails_before_training(corpora, tmp_path, overrides, message):
-    with pytest.raises(TrainingSetupError, match=message):
+    with pytest.raises((TrainingSetupError, ModelSpecError, CorpusError), match=message):
         lapt.prepare(tiny_params(**overrides), tmp_path / "run", log=quiet)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -266,13 +270,13 @@ def test_script_entry_point(corpora, tmp_path, capsys):
     assert {r["stage"] for r in rows} == {"before", "after"}
     assert "bits_per_char" in capsys.readouterr().out
     assert script.main(["-p", "mode=full", "-p", "lora_r=8"]) == 2
-    assert "trains no LoRA adapter" in capsys.readouterr().err
+    assert "which trains no LoRA adapter" in capsys.readouterr().err
 
 
 def test_lapt_figure_from_table(tmp_path):
     import pandas as pd
 
-    from lib import figures, lapt_figures  # noqa: F401  (registers lapt_bpc)
+    from lib.stages import figures
 
     rows = [{"model": "m", "adapted_to": "pl", "mode": "lora", "language": lang, "split": "test",
              "stage": stage, "metric": "bits_per_char", "value": value}

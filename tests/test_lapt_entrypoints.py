@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from lib import lapt
 from lib import params as P
 from lib.paths import PROJ_ROOT
+from lib.stages import lapt
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,10 @@ def tiny_corpora(isolated_home):
     return isolated_home
 
 
-def test_notebook_runs_headless(tiny_corpora, monkeypatch):
+def test_notebook_runs_headless(tiny_corpora):
     from lib import runs
 
-    monkeypatch.setitem(P.STAGES, lapt.STAGE, P.STAGES.get(lapt.STAGE, lapt.LaptParams))
-    params = P.build(P.STAGES[lapt.STAGE], TINY)
+    params = P.build(lapt.LaptParams, TINY)
     run_dir = runs.execute(lapt.STAGE, params, force=True)
     metrics = runs.load_metrics(run_dir)
     stages = {(r["split"], r["stage"]) for r in metrics["rows"]}

@@ -64,8 +64,8 @@ def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        models.pick_device("cuda")
-    assert models.pick_device("auto") == "cpu"
+        models.resolve_device("cuda")
+    assert models.resolve_device("auto") == "cpu"
 
 
 @pytest.mark.slow

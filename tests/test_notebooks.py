@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import params as P
-from lib import runs
+from lib import runs, stages
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
 from lib.sweep import run_sweep
 
@@ -24,7 +24,7 @@ def parameters_cell(path):
 
 
 def test_every_notebook_has_a_stage():
-    assert {p.stem for p in NOTEBOOKS} <= set(P.STAGES)
+    assert {p.stem for p in NOTEBOOKS} <= set(stages.STAGES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -37,7 +37,7 @@ def test_parameters_cell_matches_the_typed_defaults(path):
     for node in ast.parse(source).body:
         assert isinstance(node, ast.Assign), f"{path.name}: the parameters cell holds only assignments"
         values[node.targets[0].id] = ast.literal_eval(node.value)  # literals only, nothing derived
-    defaults = P.as_dict(P.build(P.STAGES[path.stem], {}))
+    defaults = P.as_dict(P.build(stages.params_class(path.stem), {}))
     assert values == defaults
 
 

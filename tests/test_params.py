@@ -3,16 +3,19 @@ from __future__ import annotations
 import pytest
 
 from lib import params as P
+from lib import stages
+from lib.stages.baseline_eval import BaselineEvalParams
+from lib.stages.prepare_data import PrepareDataParams
 
 
 def test_defaults_validate():
-    for cls in P.STAGES.values():
-        P.build(cls, {})
+    for module in stages.STAGES.values():
+        P.build(module.Params, {})
 
 
 def test_unknown_key_is_named():
     with pytest.raises(P.ParamsError, match="unknown parameter.*lenguage"):
-        P.build(P.PrepareDataParams, {"lenguage": "pl"})
+        P.build(PrepareDataParams, {"lenguage": "pl"})
 
 
 @pytest.mark.parametrize(
@@ -27,22 +30,22 @@ def test_unknown_key_is_named():
 )
 def test_wrong_type_is_named(key, value, message):
     with pytest.raises(P.ParamsError, match=message):
-        P.build(P.PrepareDataParams, {key: value})
+        P.build(PrepareDataParams, {key: value})
 
 
 def test_int_is_accepted_for_float():
-    assert P.build(P.PrepareDataParams, {"near_dup_threshold": 1}).near_dup_threshold == 1.0
+    assert P.build(PrepareDataParams, {"near_dup_threshold": 1}).near_dup_threshold == 1.0
 
 
 @pytest.mark.parametrize(
     ("cls", "values", "message"),
     [
-        (P.PrepareDataParams, {"language": "de"}, "unknown language 'de'"),
-        (P.PrepareDataParams, {"test_fraction": 0.6, "validation_fraction": 0.5}, "below 1"),
-        (P.BaselineEvalParams, {"models": []}, "at least one model"),
-        (P.BaselineEvalParams, {"stride": 2048}, "must not exceed max_length"),
-        (P.BaselineEvalParams, {"split": "dev"}, "split must be"),
-        (P.BaselineEvalParams, {"dtype": "fp8"}, "dtype must be one of"),
+        (PrepareDataParams, {"language": "de"}, "unknown language 'de'"),
+        (PrepareDataParams, {"test_fraction": 0.6, "validation_fraction": 0.5}, "below 1"),
+        (BaselineEvalParams, {"models": []}, "at least one model"),
+        (BaselineEvalParams, {"stride": 2048}, "must not exceed max_length"),
+        (BaselineEvalParams, {"split": "dev"}, "split must be"),
+        (BaselineEvalParams, {"dtype": "fp8"}, "dtype must be one of"),
     ],
 )
 def test_bad_values_are_named(cls, values, message):
@@ -53,7 +56,7 @@ def test_bad_values_are_named(cls, values, message):
 def test_resolution_order(tmp_path):
     file = tmp_path / "p.yaml"
     file.write_text("max_chars: 500\nmax_length: 64\n")
-    params = P.resolve("02_baseline_eval", profile="tiny", files=[file], overrides={"max_length": 32,
+    params = stages.resolve("02_baseline_eval", profile="tiny", files=[file], overrides={"max_length": 32,
                                                                                      "stride": 16})
     assert params.models == ["tiny-random"]  # from the profile
     assert params.max_chars == 500  # file beats profile
@@ -62,18 +65,18 @@ def test_resolution_order(tmp_path):
 
 def test_unknown_profile_and_notebook():
     with pytest.raises(P.ParamsError, match="unknown profile 'huge'.*tiny"):
-        P.resolve("02_baseline_eval", profile="huge")
+        stages.resolve("02_baseline_eval", profile="huge")
     with pytest.raises(P.ParamsError, match="unknown notebook"):
-        P.stage_of("notebooks/99_nothing.ipynb")
+        stages.stage_of("notebooks/99_nothing.ipynb")
 
 
 def test_missing_and_malformed_param_files(tmp_path):
     with pytest.raises(P.ParamsError, match="does not exist"):
-        P.resolve("01_prepare_data", files=[tmp_path / "nope.yaml"])
+        stages.resolve("01_prepare_data", files=[tmp_path / "nope.yaml"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a\n- b\n")
     with pytest.raises(P.ParamsError, match="mapping"):
-        P.resolve("01_prepare_data", files=[bad])
+        stages.resolve("01_prepare_data", files=[bad])
 
 
 def test_parse_override_reads_yaml_types():
@@ -86,4 +89,4 @@ def test_parse_override_reads_yaml_types():
 
 def test_from_namespace_requires_every_field():
     with pytest.raises(P.ParamsError, match="lacks"):
-        P.from_namespace("90_figures", {"figures": ["all"]})
+        stages.notebook_params("90_figures", {"figures": ["all"]})

@@ -8,17 +8,19 @@ import nbformat
 import pytest
 
 from lib import params as P
-from lib import runs
+from lib import runs, stages
+from lib.stages.baseline_eval import BaselineEvalParams
+from lib.stages.figures import FiguresParams
 from tests.test_figures import write_baseline_table
 
 
 def test_run_id_is_stable_and_sensitive_to_parameters():
-    a = P.build(P.BaselineEvalParams, {})
-    b = P.build(P.BaselineEvalParams, {"max_chars": 10})
-    assert runs.run_id("02_baseline_eval", a) == runs.run_id("02_baseline_eval", P.build(P.BaselineEvalParams, {}))
+    a = P.build(BaselineEvalParams, {})
+    b = P.build(BaselineEvalParams, {"max_chars": 10})
+    assert runs.run_id("02_baseline_eval", a) == runs.run_id("02_baseline_eval", P.build(BaselineEvalParams, {}))
     assert runs.run_id("02_baseline_eval", a) != runs.run_id("02_baseline_eval", b)
     # where the run lives is not part of what it computes
-    c = P.build(P.BaselineEvalParams, {"run_dir": "/elsewhere"})
+    c = P.build(BaselineEvalParams, {"run_dir": "/elsewhere"})
     assert runs.run_id("02_baseline_eval", a) == runs.run_id("02_baseline_eval", c)
 
 
@@ -30,7 +32,7 @@ def test_save_metrics_requires_tidy_rows(tmp_path):
 @pytest.mark.slow
 def test_execute_records_everything_and_skips_a_finished_twin(isolated_home, tmp_path):
     write_baseline_table(tmp_path)
-    params = P.build(P.FiguresParams, {"results_dir": str(tmp_path)})
+    params = P.build(FiguresParams, {"results_dir": str(tmp_path)})
     run_dir = runs.execute("90_figures", params)
     assert run_dir.parent.parent == isolated_home / "runs"
     record = runs.load_record(run_dir)
@@ -51,7 +53,7 @@ def test_execute_records_everything_and_skips_a_finished_twin(isolated_home, tmp
 
 @pytest.mark.slow
 def test_a_failing_notebook_is_recorded_as_failed(isolated_home, tmp_path):
-    params = P.build(P.FiguresParams, {"results_dir": str(tmp_path), "figures": ["baseline_bpc"]})
+    params = P.build(FiguresParams, {"results_dir": str(tmp_path), "figures": ["baseline_bpc"]})
     with pytest.raises(runs.RunError, match="90_figures failed"):
         runs.execute("90_figures", params)
     run_dir = runs.run_path("90_figures", params)
@@ -65,7 +67,7 @@ def test_a_run_under_way_in_another_process_is_not_started_again(tmp_path):
     import subprocess
     import sys
 
-    params = P.resolve("02_baseline_eval", overrides={"models": ["tiny-random"]})
+    params = stages.resolve("02_baseline_eval", overrides={"models": ["tiny-random"]})
     run_dir = runs.run_path("02_baseline_eval", params, tmp_path)
     run_dir.mkdir(parents=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lib import params as P
-from lib import runs
+from lib import runs, stages
 from lib import sweep as S
 from lib.paths import PARAMS_DIR
 
@@ -37,7 +36,7 @@ steps:
   - notebook: 02_baseline_eval
     grid: {language: [pl, xx]}
 """)
-    first = runs.run_path("01_prepare_data", P.resolve("01_prepare_data", overrides={"language": "pl"}))
+    first = runs.run_path("01_prepare_data", stages.resolve("01_prepare_data", overrides={"language": "pl"}))
     with pytest.raises(S.SweepError, match="step 2.*unknown language 'xx'"):
         S.run_sweep(path, results_dir=tmp_path)
     assert not first.exists()  # the valid first step never started

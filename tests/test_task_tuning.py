@@ -7,10 +7,9 @@ import pytest
 import yaml
 
 from lib import params as P
-from lib import runs
-from lib import task_tuning as TT
-from lib.tasks.base import Item, PromptFormat, Task
-from lib.training import TrainingSetupError
+from lib import runs, stages
+from lib.stages import task_tuning as TT
+from lib.tasks.base import Item, PromptFormat, Task, TaskError
 
 
 def small_task(n_train: int = 20) -> Task:
@@ -39,13 +38,13 @@ def small_task(n_train: int = 20) -> Task:
 )
 def test_task_tuning_params_errors(overrides, message):
     with pytest.raises(P.ParamsError, match=message):
-        P.resolve("06_task_tuning", overrides=overrides)
+        stages.resolve("06_task_tuning", overrides=overrides)
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"language": "en"}, "not en"),
+        ({"language": "en"}, "unknown language 'en'; known: pl, tr, ru"),
         ({"language": "xx"}, "unknown language"),
         ({"packing": "yes"}, "packing must be one of"),
         ({"chat_template": "llama"}, "chat_template must be one of"),
@@ -55,13 +54,13 @@ def test_task_tuning_params_errors(overrides, message):
 )
 def test_instruction_tuning_params_errors(overrides, message):
     with pytest.raises(P.ParamsError, match=message):
-        P.resolve("05_instruction_tuning", overrides=overrides)
+        stages.resolve("05_instruction_tuning", overrides=overrides)
 
 
 def test_lora_settings_default_to_curie():
-    p = P.resolve("06_task_tuning", overrides={"lora_r": 8})
+    p = stages.resolve("06_task_tuning", overrides={"lora_r": 8})
     assert p.lora_settings() == {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["all-linear"]}
-    assert P.resolve("05_instruction_tuning", overrides={"mode": "full"}).lora_settings() is None
+    assert stages.resolve("05_instruction_tuning", overrides={"mode": "full"}).lora_settings() is None
 
 
 def test_sft_examples_use_the_tasks_zero_shot_prompt_and_answer():
@@ -73,15 +72,15 @@ def test_sft_examples_use_the_tasks_zero_shot_prompt_and_answer():
 
 def test_train_items_are_a_fixed_subset_of_the_train_split():
     task = small_task(50)
-    first = TT.train_items(task, 10, seed=1)
-    assert len(first) == 10 and first == TT.train_items(task, 10, seed=1)
+    first = task.train_items(10, seed=1)
+    assert len(first) == 10 and first == task.train_items(10, seed=1)
     assert {i.id for i in first} <= {i.id for i in task.splits["train"]}
-    assert TT.train_items(task, 10, seed=2) != first
-    assert len(TT.train_items(task, 0, seed=1)) == 50
+    assert task.train_items(10, seed=2) != first
+    assert len(task.train_items(0, seed=1)) == 50
     empty = Task(name="t", language="pl", kind="classification", prompt=PromptFormat("{text}"),
                  classes=("a", "b"), splits={"train": [], "test": []})
-    with pytest.raises(TrainingSetupError, match="no train items"):
-        TT.train_items(empty, 10, seed=1)
+    with pytest.raises(TaskError, match="no train items"):
+        empty.train_items(10, seed=1)
 
 
 def test_base_model_of_follows_a_chain_of_run_directories(tmp_path):
@@ -99,7 +98,7 @@ def test_base_model_of_follows_a_chain_of_run_directories(tmp_path):
 
 
 def test_chain_labels_colour_by_chain_and_loss():
-    from lib.task_tuning_figures import chain_labels
+    from lib.stages.task_tuning import chain_labels
 
     table = pd.DataFrame([
         {"stage": "base", "route": "none", "loss": None, "n_shot": 0.0},
@@ -145,7 +144,7 @@ def tiny_pl(isolated_home):
 
 
 def tiny_params(**overrides):
-    return P.resolve("06_task_tuning", profile="tiny", overrides={"corpus_tag": "tt-test", **overrides})
+    return stages.resolve("06_task_tuning", profile="tiny", overrides={"corpus_tag": "tt-test", **overrides})
 
 
 @pytest.mark.slow

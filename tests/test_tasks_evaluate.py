@@ -8,7 +8,7 @@ import random
 import pytest
 
 from lib.tasks.base import Item, PromptFormat, Task, shuffled_labels
-from lib.tasks.evaluate_models import evaluate_task, resolve_task_ids
+from lib.tasks.evaluation import evaluate_task, resolve_task_ids
 
 ROW_KEYS = {"model", "language", "task", "n_shot", "metric", "value", "n", "ci_low", "ci_high", "chance",
             "majority", "n_available", "max_items", "kind", "split", "sampling", "seed", "dtype"}

@@ -126,7 +126,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 def test_a_hub_task_runs_end_to_end(hub_dir, shared_cache):
     from lib.models import load_model_and_tokenizer
-    from lib.tasks.evaluate_models import evaluate_task
+    from lib.tasks.evaluation import evaluate_task
 
     model, tokenizer = load_model_and_tokenizer("tiny-random")
     task = build_hub_task("xcopa", "tr", data_dir=str(hub_dir))

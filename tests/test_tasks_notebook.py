@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 
 from lib import params as P
+from lib import stages
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
-from lib.tasks.params import EvaluateParams
+from lib.stages.evaluate import EvaluateParams
 
 NOTEBOOK = NOTEBOOKS_DIR / "08_evaluate.ipynb"
 STAGE = "08_evaluate"
 
 
 def test_stage_is_registered():
-    assert P.STAGES[STAGE] is EvaluateParams
+    assert stages.params_class(STAGE) is EvaluateParams
 
 
 def test_params_defaults_and_errors():
@@ -95,14 +96,15 @@ def _table():
 
 
 def test_benchmarks_figure(tmp_path):
-    from lib import figures, tasks_figures
+    from lib.stages import evaluate, figures
+    from lib.tasks.plots import primary_rows
 
-    assert figures.FIGURES["benchmarks"] is tasks_figures.benchmarks
+    assert figures.FIGURES["benchmarks"] is evaluate.benchmarks_figure
     (tmp_path / "tables").mkdir()
     _table().to_csv(tmp_path / "tables" / "benchmarks.csv", index=False)
     path = figures.make("benchmarks", tmp_path)
     assert path == tmp_path / "figures" / "benchmarks.png" and path.stat().st_size > 10_000
-    primary = tasks_figures.primary_rows(_table())
+    primary = primary_rows(_table())
     assert primary["value"].max() <= 1 and set(primary["metric"]) == {"acc", "macro_f1", "chrf"}
 
 

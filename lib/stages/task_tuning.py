@@ -119,7 +119,8 @@ class TaskTuningParams:
         return unused | (set(LORA_FIELDS) if self.mode != "lora" else set())
 
     def why_inapplicable(self) -> str:
-        return f"route {self.route!r}" + (f" in mode {self.mode!r}" if self.mode != "lora" else "")
+        return f"route {self.route!r}" + (f" in mode {self.mode!r}, which trains no LoRA adapter"
+                                          if self.mode != "lora" else "")
 
     def lora_settings(self) -> dict[str, Any] | None:
         return lora_settings(self, ("lora",))

@@ -35,6 +35,19 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ParamsError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ParamsError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not self.num_epochs > 0:
+            raise ParamsError(f"num_epochs must be positive, got {self.num_epochs}")
+        check_choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        for key in ("batch_size", "grad_accum", "log_steps"):
+            check_positive(key, getattr(self, key))
+        for key in ("max_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm", "save_total_limit"):
+            check_positive(key, getattr(self, key), allow_zero=True)
+
     @classmethod
     def of(cls, params) -> TrainSettings:
         names = [f.name for f in dataclasses.fields(cls)]
@@ -43,20 +56,9 @@ class TrainSettings:
 
 def check_train_fields(params) -> None:
     """The checks of the shared fields, for a stage's ``validate()``."""
-    check_choice("lr_scheduler", params.lr_scheduler, SCHEDULERS)
     check_choice("precision", params.precision, PRECISIONS)
     check_choice("device", params.device, DEVICES)
-    if not params.learning_rate > 0:
-        raise ParamsError(f"learning_rate must be positive, got {params.learning_rate}")
-    if not 0 <= params.warmup_ratio < 1:
-        raise ParamsError(f"warmup_ratio must be in [0, 1), got {params.warmup_ratio}")
-    if not params.num_epochs > 0:
-        raise ParamsError(f"num_epochs must be positive, got {params.num_epochs}")
-    for key in ("batch_size", "grad_accum", "log_steps"):
-        check_positive(key, getattr(params, key))
-    for key in ("max_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm", "save_total_limit"):
-        if hasattr(params, key):
-            check_positive(key, getattr(params, key), allow_zero=True)
+    TrainSettings.of(params)  # checks its own fields
 
 
 def trainer_arguments(settings: TrainSettings, *, output_dir: Path, precision: str, device: str,
