@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-lapt test lint figures lab
+.PHONY: setup demo demo-lapt test test-fast lint figures lab
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -15,8 +15,13 @@ demo: setup
 demo-lapt: setup
 	$(PY) -m lib sweep params/sweeps/lapt_demo.yaml
 
+# The whole suite (what CI runs), and the quick one for a developer's loop (no notebook runs,
+# no packaged real model, no end-to-end sweeps: the tests marked slow).
 test: setup
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests notebooks

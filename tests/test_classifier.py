@@ -267,3 +267,15 @@ def test_full_mode_unweighted(isolated_home, tmp_path):
     texts = [i.fields["text"] for i in task.eval_items(12)]
     logits = predict_logits(model, AutoTokenizer.from_pretrained(result.model_dir), texts, max_length=32)
     np.testing.assert_allclose(logits, [p["logits"] for p in result.predictions], atol=1e-4, rtol=0)
+
+
+def test_every_training_setting_reaches_the_trainer(isolated_home, tmp_path):
+    """Steps, accumulation, schedule and warmup are the caller's (nothing hard-coded in the route)."""
+    task = keyword_task()
+    result = train_classifier("tiny-random", task, task.train_items(16),
+                              settings(max_steps=3, grad_accum=2, lr_scheduler="constant_with_warmup",
+                                       warmup_ratio=0.0, log_steps=1),
+                              output_dir=tmp_path, max_eval_items=4, max_length=32, n_bootstrap=0, log=lambda *a: None)
+    assert result.train_metrics["steps"] == 3
+    rates = [h["learning_rate"] for h in result.history if "learning_rate" in h]
+    assert len(rates) == 3 and all(rate == pytest.approx(1e-3) for rate in rates)

@@ -271,7 +271,8 @@ def test_empty_corpus_is_a_clear_error(home: Path, tmp_path: Path) -> None:
 
 
 def test_loading_an_unbuilt_corpus_says_how_to_build_it(home: Path) -> None:
-    with pytest.raises(CorpusNotBuiltError, match=r"build it first: python -m lib prepare --language ru -p corpus_tag=nothing"):
+    with pytest.raises(CorpusNotBuiltError,
+                       match=r"build it first: python -m lib prepare --language ru -p corpus_tag=nothing"):
         load_corpus("ru", "nothing")
 
 

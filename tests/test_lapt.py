@@ -219,6 +219,7 @@ def interrupt_at(step: int):
     return Kill()
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_metrics(corpora, tmp_path):
     params = tiny_params()
     rows_a, summary_a = lapt.run_lapt(params, tmp_path / "a", log=quiet)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import png_outputs
 
 from lib import params as P
 from lib.paths import PROJ_ROOT
@@ -40,6 +41,7 @@ def test_notebook_runs_headless(tiny_corpora):
     assert metrics["checkpoint_check"]["within_1e-3"]
     assert (run_dir / "model" / "config.json").is_file()
     assert (run_dir / "lapt_bpc.png").is_file() and (run_dir / "validation_bpc.png").is_file()
+    assert png_outputs(run_dir / "03_lapt.ipynb") >= 2  # the validation curve and before/after
     executed = json.loads((run_dir / "03_lapt.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["model"] == "tiny-random"
 

@@ -8,6 +8,7 @@ import ast
 import nbformat
 import pandas as pd
 import pytest
+from helpers import png_outputs
 
 from lib import params as P
 from lib import runs, stages
@@ -74,6 +75,7 @@ def test_tiny_demo_sweep_end_to_end_and_resumable(isolated_home, tmp_path):
     for run in table.run_id.unique():
         record = runs.load_record(isolated_home / "runs" / "02_baseline_eval" / run)
         assert record["status"] == "complete" and record["wall_seconds"] > 0
+        assert png_outputs(isolated_home / "runs" / "02_baseline_eval" / run / "02_baseline_eval.ipynb") >= 1
 
     log.clear()
     run_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny", results_dir=tmp_path, log=log.append)

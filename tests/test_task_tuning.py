@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
+from helpers import png_outputs
 
 from lib import params as P
 from lib import runs, stages
 from lib.stages import task_tuning as TT
 from lib.tasks.base import Item, PromptFormat, Task, TaskError
+from lib.training.lora import LORA_FIELDS
 
 
 def small_task(n_train: int = 20) -> Task:
@@ -188,3 +190,46 @@ def test_llamaturk_chain_runs_end_to_end_from_one_sweep_file(isolated_home, tmp_
     assert cit["from"].str.startswith("05_instruction_tuning-").all()  # tuned from the c-i run
     assert (tmp_path / "tables" / "task_tuning_tr.csv").is_file()
     assert (tmp_path / "figures" / "task_tuning_tr.png").is_file()
+    executed = list((isolated_home / "runs" / "06_task_tuning").glob("*/06_task_tuning.ipynb"))
+    assert len(executed) == 3 and all(png_outputs(path) >= 1 for path in executed)
+
+
+# A valid value other than the default for every field some route does not read.
+ALTERNATIVES = {"mode": "full", "lora_r": 8, "lora_alpha": 8, "lora_dropout": 0.1, "lora_target_modules": ["q_proj"],
+                "learning_rate": 0.01, "lr_scheduler": "linear", "warmup_ratio": 0.1, "num_epochs": 2.0,
+                "max_steps": 2, "batch_size": 4, "grad_accum": 4, "max_length": 128, "max_train_items": 10,
+                "eval_steps": 5, "save_steps": 5, "log_steps": 1, "precision": "fp32", "weighted_loss": False,
+                "shots": [0], "eval_dtype": "float32"}
+
+
+@pytest.mark.parametrize("route", TT.ROUTES)
+def test_every_parameter_a_route_cannot_use_is_refused_by_name(route):
+    assert TT.UNUSED_BY_ROUTE[route] <= set(ALTERNATIVES)
+    for name in sorted(TT.UNUSED_BY_ROUTE[route]):
+        with pytest.raises(P.ParamsError, match=rf"parameter\(s\) {name} cannot change what runs for route '{route}'"):
+            stages.resolve("06_task_tuning", overrides={"route": route, name: ALTERNATIVES[name]})
+    used = sorted(set(ALTERNATIVES) - TT.UNUSED_BY_ROUTE[route] - set(LORA_FIELDS) - {"mode"})
+    params = stages.resolve("06_task_tuning", overrides={"route": route} | {k: ALTERNATIVES[k] for k in used})
+    assert all(getattr(params, k) == ALTERNATIVES[k] for k in used)  # every other one is kept
+
+
+def test_a_profile_value_a_route_cannot_use_goes_back_to_its_default():
+    """The tiny profile sizes training for every route; the evaluation-only route records defaults."""
+    none = stages.resolve("06_task_tuning", profile="tiny", overrides={"route": "none"})
+    defaults = TT.TaskTuningParams()
+    assert (none.max_steps, none.learning_rate, none.batch_size) == (0, defaults.learning_rate, 8)
+    assert none.shots == [0, 1]  # read by the prompted evaluation, so the profile's value stays
+
+
+def test_classifier_route_settings_reach_the_trainer():
+    from transformers import TrainingArguments
+
+    from lib.training.arguments import TrainSettings, trainer_arguments
+
+    params = stages.resolve("06_task_tuning", overrides={
+        "route": "classifier", "max_steps": 2, "grad_accum": 4, "lr_scheduler": "constant_with_warmup",
+        "warmup_ratio": 0.2, "log_steps": 1, "save_steps": 1})
+    args = trainer_arguments(TrainSettings.of(params), output_dir="/tmp/x", precision="fp32", device="cpu",
+                             arguments_class=TrainingArguments)
+    assert (args.max_steps, args.gradient_accumulation_steps, args.lr_scheduler_type.value, args.warmup_steps,
+            args.logging_steps, args.save_steps) == (2, 4, "constant_with_warmup", 0.2, 1, 1)

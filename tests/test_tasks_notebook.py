@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from helpers import png_outputs
 
 from lib import params as P
 from lib import stages
@@ -127,3 +128,4 @@ def test_notebook_runs_headless(isolated_home):
     assert {"model", "language", "task", "n_shot", "metric", "value", "n", "ci_low", "ci_high",
             "chance"} <= set(table.columns)
     assert (run_dir / "benchmarks.png").is_file() and (run_dir / "predictions.csv").is_file()
+    assert png_outputs(run_dir / "08_evaluate.ipynb") >= 1

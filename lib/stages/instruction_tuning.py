@@ -238,3 +238,6 @@ def samples_table(setup: InstructionSetup, before: list[str], after: list[str]):
         "prompt": [r["prompt"][-1]["content"] for r in rows],
         "reference": [r["completion"][0]["content"] for r in rows],
         "before": before[:n], "after": after[:n]})
+
+
+FIGURES: dict = {}  # its tables are shown in the notebook; no results/ figure

@@ -63,4 +63,4 @@ def build(params: PrepareDataParams, *, force: bool = False) -> Path:
                         text_field=p.text_field, force=force)
 
 
-FIGURES: dict = {}
+FIGURES: dict = {}  # the corpus stats are tables; no results/ figure
