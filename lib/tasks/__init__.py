@@ -1,4 +1,4 @@
-"""Benchmark tasks, zero- and few-shot (stage 08_evaluate).
+"""Benchmark tasks, zero- and few-shot: the building blocks of 08_evaluate and 06_task_tuning.
 
     base.py             Task, Item, PromptFormat, few-shot sampling from train only
     scoring.py          batched log-likelihood scoring: context once per item, few-shot prefix cached
@@ -6,8 +6,8 @@
     offline.py          tasks built from the packaged data, split like the corpus
     hub.py              KLEJ, XCOPA, Belebele, Turkish sentiment with their upstream schemas
     harness.py          our models in lm-evaluation-harness (optional dependency)
-    evaluate_models.py  models x tasks x shots -> tidy rows
-    params.py           EvaluateParams (the notebook's parameters)
+    evaluation.py       one model on one task with k shots -> tidy rows (resolve and load tasks)
+    plots.py            the benchmark dot plot (headline metric, CI, chance, majority)
 
 Modules are imported one by one (``from lib.tasks.offline import ...``); this
 package imports nothing heavy by itself.
