@@ -1,0 +1,117 @@
+"""Tiny tokenizers, texts and models for the lib.vocab tests, built in-test in well under a second.
+
+Two old tokenizers of the two kinds lib.vocab knows, both trained on English only so that
+Cyrillic, Polish and Turkish are new to them:
+- byte-level BPE (SmolLM2/GPT-2 style, ChatML specials and chat template);
+- SentencePiece BPE with byte fallback (Mistral/Llama-2 style), converted by the same code as
+  the Mistral paper tokenizer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+EN = ("The quick brown fox jumps over the lazy dog near the river bank. "
+      "Open the file menu, choose the format and press enter to save your document. "
+      "Numbers such as 12, 345 and 2024 appear in tables; functions return values. ")
+RU = ("Привет, мир! Съешь же ещё этих мягких французских булок да выпей чаю. "
+      "Откройте меню файла, выберите формат и нажмите ввод, чтобы сохранить документ. "
+      "Программа выводит таблицу значений и сохраняет результат в файле. ")
+PL = "Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. Łódź płynie po rzece. "
+TR = "Pijamalı hasta yağız şoföre çabucak güvendi. Ağaç çok güzel, İstanbul'da ılık bir gün. "
+
+ROUND_TRIP = [
+    "Hello world, this is plain English text.",
+    "Привет, мир! Как дела?  Двойной пробел и\nперенос строки.",
+    "Zażółć gęślą jaźń — Łódź, ŚWIĘTO.",
+    "Ağaç, şoför, İstanbul, ılık, Çağ, öğün, ÜĞİŞÇÖ.",
+    "Digits 0123456789 and 3.14159, 1 000 000.",
+    "Emoji 😀🎉👍🏽 and symbols ©®™ ∑∫√ ½ ≠ «ёлки».",
+    "\tTabs\tand   spaces\n\n\nand blank lines\n",
+    "Mixed: код code kod kodu 42 — ок.",
+    "  leading spaces and trailing   ",
+]
+
+CHAT = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+SP_CHAT = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + "
+           "message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
+
+
+def corpus(text: str, n: int = 40) -> list[str]:
+    """``n`` documents made of the sentences of ``text`` in rotating order (about 6 KB per language)."""
+    sentences = [s.strip() + "." for s in text.split(".") if s.strip()]
+    return [" ".join(sentences[(i + k) % len(sentences)] for k in range(len(sentences))) + f" {i}"
+            for i in range(n)]
+
+
+def target_texts() -> list[str]:
+    return corpus(RU) + corpus(PL, 20) + corpus(TR, 20)
+
+
+def english_texts() -> list[str]:
+    return corpus(EN)
+
+
+def byte_level_tokenizer(vocab_size: int = 360):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(english_texts(), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=CHAT)
+
+
+def sentencepiece_tokenizer(tmp_dir, vocab_size: int = 400):
+    import sentencepiece as spm
+
+    from lib.vocab.paper_tokenizers import sentencepiece_fast
+
+    prefix = str(tmp_dir / "sp")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(english_texts()), model_prefix=prefix, model_type="bpe", vocab_size=vocab_size,
+        byte_fallback=True, character_coverage=1.0, remove_extra_whitespaces=False, minloglevel=2,
+        split_digits=True, normalization_rule_name="identity", bos_id=1, eos_id=2, unk_id=0)
+    tokenizer = sentencepiece_fast(prefix + ".model")
+    tokenizer.chat_template = SP_CHAT
+    return tokenizer
+
+
+def tiny_model(tokenizer, tied: bool = True, seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=tied, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def byte_tok():
+    return byte_level_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def sp_tok(tmp_path_factory):
+    return sentencepiece_tokenizer(tmp_path_factory.mktemp("sp"))
+
+
+@pytest.fixture(scope="session", params=["byte_level", "sentencepiece"])
+def old_tok(request, byte_tok, sp_tok):
+    return byte_tok if request.param == "byte_level" else sp_tok
+
+
+def test_fixture_tokenizers_round_trip_and_know_no_cyrillic(byte_tok, sp_tok):
+    for tok in (byte_tok, sp_tok):
+        for text in ROUND_TRIP:
+            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+        assert len(tok("Привет", add_special_tokens=False)["input_ids"]) >= 6  # two byte tokens a letter
