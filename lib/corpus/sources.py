@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.corpus.parsers import fortune_entries, help_paragraphs, is_roff_redirect, roff_to_text
-
-LANGUAGES = ("pl", "tr", "ru", "en")
+from lib.languages import LANGUAGES
 
 
 class CorpusError(ValueError):

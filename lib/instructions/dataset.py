@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lib.corpus.build import SPLITS  # the instruction splits follow the corpus splits
 from lib.instructions.builders import BUILDERS, builder_names
 from lib.instructions.hub import check_spec, is_hub_spec, load_instruction_set
 from lib.instructions.records import (
@@ -49,7 +50,6 @@ from lib.instructions.records import (
 from lib.paths import artifacts_dir
 from lib.staging import is_plain_name, publish, remove_stale, staging_dir
 
-SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "source", "group", "prompt", "completion")
 
 

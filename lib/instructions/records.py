@@ -20,7 +20,9 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-LANGUAGES = ("pl", "tr", "ru")
+from lib.languages import TARGET_LANGUAGES
+
+LANGUAGES = TARGET_LANGUAGES  # instruction data exists for the target languages
 ROLES = ("system", "user", "assistant")
 
 Example = dict[str, Any]
