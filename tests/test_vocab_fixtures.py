@@ -9,16 +9,20 @@ Cyrillic, Polish and Turkish are new to them:
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-EN = ("The quick brown fox jumps over the lazy dog near the river bank. "
-      "Open the file menu, choose the format and press enter to save your document. "
-      "Numbers such as 12, 345 and 2024 appear in tables; functions return values. ")
-RU = ("Привет, мир! Съешь же ещё этих мягких французских булок да выпей чаю. "
-      "Откройте меню файла, выберите формат и нажмите ввод, чтобы сохранить документ. "
-      "Программа выводит таблицу значений и сохраняет результат в файле. ")
-PL = "Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. Łódź płynie po rzece. "
-TR = "Pijamalı hasta yağız şoföre çabucak güvendi. Ağaç çok güzel, İstanbul'da ılık bir gün. "
+EN = ("the quick brown fox jumps over lazy dog near river bank open file menu choose format press enter save "
+      "your document numbers appear in tables functions return values when where which user data value table "
+      "window option select insert delete column row cell sheet text page print view tools help")
+RU = ("привет мир съешь же ещё этих мягких французских булок да выпей чаю откройте меню файла выберите формат "
+      "нажмите ввод чтобы сохранить документ программа выводит таблицу значений сохраняет результат в файле "
+      "строка столбец ячейка лист текст страница печать вид сервис справка окно параметр вставить удалить")
+PL = ("zażółć gęślą jaźń pchnąć w tę łódź jeża lub ośm skrzyń fig łódź płynie po rzece otwórz menu plik wybierz "
+      "format naciśnij klawisz aby zapisać dokument tabela wartość kolumna wiersz komórka arkusz strona")
+TR = ("pijamalı hasta yağız şoföre çabucak güvendi ağaç çok güzel istanbul ılık bir gün dosya menüsünü açın "
+      "biçimi seçin belgeyi kaydetmek için tuşuna basın tablo değer sütun satır hücre sayfa yazdır görünüm")
 
 ROUND_TRIP = [
     "Hello world, this is plain English text.",
@@ -38,19 +42,26 @@ SP_CHAT = ("{{ bos_token }}{% for message in messages %}{% if message['role'] ==
            "message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
 
 
-def corpus(text: str, n: int = 40) -> list[str]:
-    """``n`` documents made of the sentences of ``text`` in rotating order (about 6 KB per language)."""
-    sentences = [s.strip() + "." for s in text.split(".") if s.strip()]
-    return [" ".join(sentences[(i + k) % len(sentences)] for k in range(len(sentences))) + f" {i}"
-            for i in range(n)]
+def corpus(words: str, n: int = 60, seed: int = 0) -> list[str]:
+    """``n`` documents of random sentences over ``words`` (about 12 KB per 60 documents)."""
+    rng = random.Random(seed)
+    vocab = words.split()
+    docs = []
+    for i in range(n):
+        sentences = []
+        for _ in range(rng.randint(2, 4)):
+            sentence = " ".join(rng.choice(vocab) for _ in range(rng.randint(4, 12)))
+            sentences.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", "!", "?", ","]))
+        docs.append(" ".join(sentences) + f" {i * 7 % 100}")
+    return docs
 
 
 def target_texts() -> list[str]:
-    return corpus(RU) + corpus(PL, 20) + corpus(TR, 20)
+    return corpus(RU) + corpus(PL, 30, seed=1) + corpus(TR, 30, seed=2)
 
 
 def english_texts() -> list[str]:
-    return corpus(EN)
+    return corpus(EN, seed=3)
 
 
 def byte_level_tokenizer(vocab_size: int = 360):

@@ -131,14 +131,14 @@ def _replace(old_tokenizer, texts, model: str, vocab_size: int, **train_args):
 
 
 @strategy
-def extension(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 16000, min_frequency: int = 2):
+def extension(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 8000, min_frequency: int = 2):
     spec = backend_json(old_tokenizer)
     extended, _ = _extended(spec, texts, vocab_size, min_frequency)
     return to_fast(extended, old_tokenizer)
 
 
 @strategy
-def optimization(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 16000, min_frequency: int = 2,
+def optimization(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 8000, min_frequency: int = 2,
                  target_size: int | None = None, sample_chars: int = 1_000_000):
     english_texts = [t for t in english_texts if t]
     if not english_texts:
@@ -157,7 +157,7 @@ def optimization(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 16
 def _extended(spec: dict[str, Any], texts, vocab_size: int, min_frequency: int) -> tuple[dict[str, Any], int]:
     tokenizer_kind(spec)
     require_bpe(spec, "extension")
-    check_vocab_size(vocab_size, 0)
+    check_vocab_size(vocab_size, len(added_contents(spec)))
     trained = train_model(spec, texts, model="bpe", vocab_size=vocab_size, min_frequency=min_frequency)
     return extend(spec, trained)
 
@@ -183,7 +183,7 @@ def add_tokens(old_tokenizer, texts, *, english_texts=(), n_tokens: int = 1000, 
 
     spec = backend_json(old_tokenizer)
     kind = tokenizer_kind(spec)
-    check_vocab_size(vocab_size, 0)
+    check_vocab_size(vocab_size, len(added_contents(spec)))
     if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens <= 0:
         raise VocabError(f"n_tokens must be a positive integer, got {n_tokens!r}")
     candidates = _candidates(old_tokenizer, spec, kind, texts, vocab_size, min_frequency)
