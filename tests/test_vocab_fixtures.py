@@ -9,7 +9,10 @@ Cyrillic, Polish and Turkish are new to them:
 
 from __future__ import annotations
 
+import functools
 import random
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -106,23 +109,20 @@ def tiny_model(tokenizer, tied: bool = True, seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
-@pytest.fixture(scope="session")
-def byte_tok():
-    return byte_level_tokenizer()
+@functools.cache
+def old_tokenizer(kind: str):
+    """The shared old tokenizer of a kind (built once per session; never modify it)."""
+    if kind == "byte_level":
+        return byte_level_tokenizer()
+    return sentencepiece_tokenizer(Path(tempfile.mkdtemp(prefix="vocab-sp-")))
 
 
-@pytest.fixture(scope="session")
-def sp_tok(tmp_path_factory):
-    return sentencepiece_tokenizer(tmp_path_factory.mktemp("sp"))
+KINDS = ("byte_level", "sentencepiece")
 
 
-@pytest.fixture(scope="session", params=["byte_level", "sentencepiece"])
-def old_tok(request, byte_tok, sp_tok):
-    return byte_tok if request.param == "byte_level" else sp_tok
-
-
-def test_fixture_tokenizers_round_trip_and_know_no_cyrillic(byte_tok, sp_tok):
-    for tok in (byte_tok, sp_tok):
-        for text in ROUND_TRIP:
-            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
-        assert len(tok("Привет", add_special_tokens=False)["input_ids"]) >= 6  # two byte tokens a letter
+@pytest.mark.parametrize("kind", KINDS)
+def test_fixture_tokenizers_round_trip_and_know_no_cyrillic(kind):
+    tok = old_tokenizer(kind)
+    for text in ROUND_TRIP:
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert len(tok("Привет", add_special_tokens=False)["input_ids"]) >= 6  # two byte tokens a letter

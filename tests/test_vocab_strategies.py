@@ -8,17 +8,7 @@ import pytest
 
 from lib.vocab import STRATEGIES, VocabError, build_tokenizer, strategy_params, tokenizer_measures
 from lib.vocab.backend import backend_json, merge_pairs
-from tests.test_vocab_fixtures import (  # noqa: F401  (fixtures)
-    EN,
-    RU,
-    ROUND_TRIP,
-    byte_tok,
-    corpus,
-    english_texts,
-    old_tok,
-    sp_tok,
-    target_texts,
-)
+from tests.test_vocab_fixtures import EN, KINDS, ROUND_TRIP, RU, corpus, english_texts, old_tokenizer, target_texts
 
 PARAMS = {
     "bpe": dict(vocab_size=500),
@@ -32,6 +22,21 @@ APPENDING = ("extension", "optimization", "add_tokens")
 
 def build(old, name: str, **overrides):
     return build_tokenizer(old, target_texts(), name, english_texts=english_texts(), **{**PARAMS[name], **overrides})
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def old_tok(request):
+    return old_tokenizer(request.param)
+
+
+@pytest.fixture
+def byte_tok():
+    return old_tokenizer("byte_level")
+
+
+@pytest.fixture
+def sp_tok():
+    return old_tokenizer("sentencepiece")
 
 
 @pytest.fixture(scope="module")
