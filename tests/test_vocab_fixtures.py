@@ -109,18 +109,39 @@ def tiny_model(tokenizer, tied: bool = True, seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
+def tiktoken_tokenizer(tmp_dir):
+    """A LLaMa-3-style tokenizer (special tokens after the ranks) from a tiny tiktoken rank file."""
+    import base64
+
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from lib.vocab.paper_tokenizers import tiktoken_fast
+
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    source = byte_level_tokenizer()
+    specials = set(source.all_special_tokens)
+    tokens = [t for t, _ in sorted(source.get_vocab().items(), key=lambda kv: kv[1]) if t not in specials]
+    ranks = [bytes(byte_of[c] for c in t) for t in tokens]
+    path = tmp_dir / "tiny.tiktoken"
+    path.write_bytes(b"".join(base64.b64encode(r) + b" %d\n" % i for i, r in enumerate(ranks)))
+    n = len(ranks)
+    return tiktoken_fast(path, special_tokens={"<|begin_of_text|>": n, "<|end_of_text|>": n + 1, "<|eot_id|>": n + 2})
+
+
 @functools.cache
 def old_tokenizer(kind: str):
     """The shared old tokenizer of a kind (built once per session; never modify it)."""
     if kind == "byte_level":
         return byte_level_tokenizer()
+    if kind == "tiktoken":
+        return tiktoken_tokenizer(Path(tempfile.mkdtemp(prefix="vocab-tiktoken-")))
     return sentencepiece_tokenizer(Path(tempfile.mkdtemp(prefix="vocab-sp-")))
 
 
-KINDS = ("byte_level", "sentencepiece")
+KINDS = ("byte_level", "sentencepiece")  # the two kinds lib.vocab rebuilds; "tiktoken" is byte-level too
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "tiktoken"])
 def test_fixture_tokenizers_round_trip_and_know_no_cyrillic(kind):
     tok = old_tokenizer(kind)
     for text in ROUND_TRIP:

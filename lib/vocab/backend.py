@@ -143,6 +143,10 @@ def to_fast(spec: dict[str, Any], like):
         if hasattr(like, name):
             kwargs[name] = getattr(like, name)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=from_json(spec), **kwargs)
+    moved = [(t["content"], t["id"]) for t in spec.get("added_tokens", [])
+             if tokenizer.convert_tokens_to_ids(t["content"]) != t["id"]]
+    if moved:
+        raise VocabError(f"added tokens did not keep their ids (first: {moved[0]}): the model vocabulary has a hole")
     for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
         if name in kwargs and getattr(tokenizer, name + "_id") is None:
             raise VocabError(f"the new tokenizer lost the {name} {kwargs[name]!r} of the old one")

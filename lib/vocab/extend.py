@@ -35,6 +35,11 @@ def extend(spec: dict[str, Any], trained: dict[str, Any]) -> tuple[dict[str, Any
     require_bpe(spec, "extension")
     model = spec["model"]
     vocab = dict(model["vocab"])
+    # `tokenizers` numbers added tokens from the size of the model vocabulary when it loads a
+    # tokenizer: a hole below the appended ids (LLaMa-3 keeps its specials out of the BPE
+    # vocabulary) would move them. Added tokens in the BPE vocabulary are harmless: no merge makes them.
+    for token in spec.get("added_tokens", []):
+        vocab.setdefault(token["content"], token["id"])
     added = set(added_contents(spec))
     next_id = next_free_id(spec)
     appended = [t for t in sorted(trained["vocab"], key=trained["vocab"].get) if t not in vocab and t not in added]
