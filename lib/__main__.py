@@ -26,12 +26,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lib.packages import PackageError
     from lib.params import ParamsError
     from lib.plotting import FigureError
+    from lib.runs import RunError
     from lib.sweep import SweepError
     from lib.tasks.base import TaskError
     from lib.training import TrainingSetupError
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
-              TrainingSetupError, FileNotFoundError]
+              TrainingSetupError, RunError, FileNotFoundError]
     try:
         from lib.corpus import CorpusError
 
@@ -44,6 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list the model registry")
@@ -88,8 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")  # figures drawn here are files; notebooks' kernels draw inline
     try:
         return _dispatch(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"interrupted: nothing finished is lost; run the same command again to resume "
+              f"(python -m lib {' '.join(argv if argv is not None else sys.argv[1:])})", file=sys.stderr)
+        return 130
     except _user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
 
 
@@ -127,8 +137,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from lib import runs
 
+        from lib import preflight
+
         stage = stages.stage_of(args.notebook)
         params = stages.resolve(stage, profile=args.profile, files=args.params, overrides=overrides)
+        preflight.check(stage, params)
         run_dir = runs.execute(stage, params, force=args.force, log_output=True,
                                provenance={"profile": args.profile, "params_files": args.params})
         print(json.dumps({"run_dir": str(run_dir), **runs.load_record(run_dir)}, indent=2)[:2000])

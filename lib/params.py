@@ -16,6 +16,7 @@ alike), it goes back to its default, so ``params.yaml`` records what ran.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -33,6 +34,28 @@ SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 
 class ParamsError(ValueError):
     """Parameters that cannot run; the message names the offending key."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that 1e-3 is a number (YAML 1.2 and Python agree;
+    PyYAML alone reads it as the string '1e-3', and a learning rate would be refused)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML; a syntax error names ``where`` (a file, or the -p override) and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"{where} is not valid YAML{at}: {problem}") from None
 
 
 def resolve(cls: type, section: str, *, profile_values: dict[str, Any] | None = None,
@@ -104,13 +127,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ParamsError(f"override {text!r} must look like key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    if not key.strip():
+        raise ParamsError(f"override {text!r} names no parameter (key=value)")
+    return key.strip(), load_yaml(raw, f"the value of -p {text}") if raw.strip() else ""
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"parameter file {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8"), f"parameter file {path}") or {}
     if not isinstance(data, dict):
         raise ParamsError(f"parameter file {path} must hold a mapping of key: value")
     return data

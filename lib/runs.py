@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 
 from lib.params import as_dict
 from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT, runs_dir
+from lib.staging import alive
 
 KERNEL_NAME = "langadapt"
 RUN_FILE = "run.json"
@@ -54,71 +56,151 @@ def is_complete(run_dir: Path) -> bool:
 
 
 def execute(stage: str, params, *, root: Path | None = None, force: bool = False,
-            log_output: bool = False, provenance: dict[str, Any] | None = None) -> Path:
+            log_output: bool = False, provenance: dict[str, Any] | None = None, log=print) -> Path:
     """Execute ``notebooks/<stage>.ipynb`` (a checked stage name) with ``params`` in its run directory.
 
-    Skips the run when a complete twin exists (unless ``force``). A failed
-    run is marked ``failed`` in run.json and raises RunError.
+    - A complete twin is skipped (unless ``force``).
+    - An unfinished one (killed, interrupted, failed) is resumed: its files stay, so a
+      training stage picks up its last checkpoint and its cached scores. ``force``
+      starts clean.
+    - The directory is claimed atomically (``.lock``): a second start of the same run
+      while the first is alive fails with RunBusyError.
+    - A failure is recorded as ``failed`` and raises RunError; Ctrl-C is recorded as
+      ``interrupted`` and re-raised.
     """
     import papermill
 
     run_dir = run_path(stage, params, root)
     if is_complete(run_dir) and not force:
         return run_dir
-    _check_not_running_elsewhere(run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a partial or forced run starts clean
-    run_dir.mkdir(parents=True)
-    values = as_dict(params) | {"run_dir": str(run_dir)}
-    (run_dir / PARAMS_FILE).write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
-    record = environment_record() | {
-        "stage": stage, "run_id": run_dir.name, "status": "running",
-        "started": _now(), "pid": os.getpid(), "host": platform.node(), "provenance": provenance or {},
-    }
-    _write_record(run_dir, record)
-    ensure_kernel()
-    notebook = NOTEBOOKS_DIR / f"{stage}.ipynb"
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(PROJ_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
-    # The kernel draws inline, so the executed notebook holds its figures; a backend chosen for
-    # this process (Agg on the command line) must not reach it.
-    os.environ.pop("MPLBACKEND", None)
-    start = time.perf_counter()
-    try:
-        papermill.execute_notebook(
-            str(notebook), str(run_dir / notebook.name), parameters=values,
-            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False, log_output=log_output,
+    with _claimed(run_dir):
+        previous = _previous_record(run_dir)
+        if force:
+            _clear(run_dir)
+        elif previous:
+            pid = previous.get("pid")
+            log(f"{run_dir.name}: resuming the {previous.get('status', 'unfinished')} run"
+                + (f" (its process {pid} is gone)" if previous.get("status") == "running" else "")
+                + "; --force starts clean")
+        values = as_dict(params) | {"run_dir": str(run_dir)}
+        (run_dir / PARAMS_FILE).write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)  # written afresh by the notebook that completes
+        record = environment_record() | {
+            "stage": stage, "run_id": run_dir.name, "status": "running",
+            "started": _now(), "pid": os.getpid(), "host": platform.node(), "provenance": provenance or {},
+            "resumed": bool(previous) and not force,
+            "starts": (previous.get("starts", 1) + 1) if previous and not force else 1,
+        }
+        _write_record(run_dir, record)
+        ensure_kernel()
+        notebook = NOTEBOOKS_DIR / f"{stage}.ipynb"
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(PROJ_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         )
-    except Exception as exc:  # recorded, then re-raised: papermill must not report success
-        record |= {"status": "failed", "error": str(exc)[-4000:],
-                   "wall_seconds": round(time.perf_counter() - start, 2), "finished": _now()}
+        # The kernel draws inline, so the executed notebook holds its figures; a backend chosen for
+        # this process (Agg on the command line) must not reach it.
+        os.environ.pop("MPLBACKEND", None)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(run_dir / notebook.name), parameters=values,
+                kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR),
+                progress_bar=False, log_output=log_output,
+            )
+        except KeyboardInterrupt:
+            record |= {"status": "interrupted", "wall_seconds": round(time.perf_counter() - start, 2),
+                       "finished": _now()}
+            _write_record(run_dir, record)
+            raise
+        except Exception as exc:  # recorded, then re-raised: papermill must not report success
+            record |= {"status": "failed", "error": str(exc)[-4000:],
+                       "wall_seconds": round(time.perf_counter() - start, 2), "finished": _now()}
+            _write_record(run_dir, record)
+            raise RunError(f"{stage} failed: {_cause(exc)} (the executed notebook: {run_dir / notebook.name})") \
+                from exc
+        if not (run_dir / METRICS_FILE).is_file():
+            record |= {"status": "failed", "error": "notebook wrote no metrics.json"}
+            _write_record(run_dir, record)
+            raise RunError(f"{stage} finished but wrote no {METRICS_FILE} in {run_dir}")
+        record |= {"status": "complete", "finished": _now(),
+                   "wall_seconds": round(time.perf_counter() - start, 2)}
         _write_record(run_dir, record)
-        raise RunError(f"{stage} failed; see {run_dir / notebook.name}\n{exc}") from exc
-    if not (run_dir / METRICS_FILE).is_file():
-        record |= {"status": "failed", "error": "notebook wrote no metrics.json"}
-        _write_record(run_dir, record)
-        raise RunError(f"{stage} finished but wrote no {METRICS_FILE} in {run_dir}")
-    record |= {"status": "complete", "finished": _now(),
-               "wall_seconds": round(time.perf_counter() - start, 2)}
-    _write_record(run_dir, record)
     return run_dir
 
 
-def _check_not_running_elsewhere(run_dir: Path) -> None:
-    """The same parameters started twice (a sweep and a `run`, two sweeps) would share one
-    directory, and the second start would delete the first one's files while it works."""
-    from lib.staging import alive
+class RunBusyError(RunError):
+    """The same run is already going on in another live process."""
 
-    record = run_dir / RUN_FILE
-    if not record.is_file():
-        return
-    data = json.loads(record.read_text())
-    pid = data.get("pid")
-    if (data.get("status") == "running" and isinstance(pid, int) and data.get("host") == platform.node()
-            and pid != os.getpid() and alive(pid)):
-        raise RunError(f"{run_dir.name} is already running (process {pid}); wait for it, or stop it first")
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def _claimed(run_dir: Path):
+    """Hold ``run_dir/.lock`` (created atomically) while the run executes; a lock left by a dead
+    process (a killed run) is taken over."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from exc
+    lock = run_dir / LOCK_FILE
+    me = f"{os.getpid()} {platform.node()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid, host = _lock_owner(lock)
+            if pid is not None and (host != platform.node() or alive(pid)):
+                raise RunBusyError(f"{run_dir.name} is already running (process {pid} on {host}); wait for it "
+                                   "or stop it first") from None
+            lock.unlink(missing_ok=True)  # its process is gone: the run is ours to resume
+            continue
+        except OSError as exc:
+            raise RunError(f"cannot write in the run directory {run_dir}: {exc.strerror or exc}") from exc
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me)
+        break
+    else:
+        raise RunBusyError(f"{run_dir.name}: another process claimed it at the same moment; try again")
+    try:
+        yield
+    finally:
+        if lock.is_file() and lock.read_text() == me:
+            lock.unlink()
+
+
+def _lock_owner(lock: Path) -> tuple[int | None, str]:
+    try:
+        pid, _, host = lock.read_text().partition(" ")
+        return int(pid), host
+    except (OSError, ValueError):
+        return None, ""  # half-written or gone: treated as stale
+
+
+def _previous_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _clear(run_dir: Path) -> None:
+    """Everything but the lock: a forced run starts clean."""
+    for child in run_dir.iterdir():
+        if child.name == LOCK_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _cause(exc: Exception) -> str:
+    """The notebook's own exception in one line (papermill's error carries its name and value)."""
+    name, value = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if name:
+        return f"{name}: {value}"
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
 
 
 def active_run_dir(stage: str, run_dir: str) -> Path:

@@ -40,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from lib import runs, stages
-from lib.params import ParamsError, field_names
-from lib.paths import RESULTS_DIR
+from lib.params import ParamsError, field_names, load_yaml
+from lib.paths import RESULTS_DIR, runs_dir
 
-SWEEP_KEYS = {"name", "table", "figures", "steps", "description"}
+SWEEP_KEYS = {"name", "table", "figures", "steps", "description", "profile"}
 STEP_KEYS = {"id", "notebook", "params", "grid", "collect"}
 REFERENCE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
 LEADING_COLUMNS = ["model", "language", "task", "split", "source", "stage", "n_shot", "metric", "value"]
@@ -71,6 +70,14 @@ class Sweep:
     table: str
     figures: list[str]
     runs: list[PlannedRun]
+    profile: str | None = None  # the profile the runs resolve with
+    made_for: str | None = None  # the profile the committed table was made for (the file's own)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def as_committed(self) -> bool:
+        """Whether these runs are the ones the committed table holds (its profile, no overrides)."""
+        return self.profile == self.made_for and not self.overrides
 
 
 def load_sweep(path: str | Path, *, profile: str | None = None,
@@ -79,7 +86,10 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep file {path} does not exist")
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        spec = load_yaml(path.read_text(encoding="utf-8"), f"sweep file {path}") or {}
+    except ParamsError as exc:
+        raise SweepError(str(exc)) from None
     if not isinstance(spec, dict):
         raise SweepError(f"sweep file {path} must hold a mapping")
     unknown = set(spec) - SWEEP_KEYS
@@ -87,7 +97,14 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         raise SweepError(f"unknown key(s) {sorted(unknown)} in {path}; known: {sorted(SWEEP_KEYS)}")
     if not spec.get("steps"):
         raise SweepError(f"sweep file {path} has no steps")
+    made_for = spec.get("profile")
+    profile = profile or made_for
+    table = str(spec.get("table", f"{path.stem}.csv"))
+    if Path(table).is_absolute() or ".." in Path(table).parts or not table.endswith(".csv"):
+        raise SweepError(f"{path}: table {table!r} must be a .csv file name inside the results' tables/ "
+                         "(no absolute path, no '..')")
     planned: list[PlannedRun] = []
+    places: list[str] = []  # the step of each planned run, for messages
     step_runs: dict[str, list[PlannedRun]] = {}
     for i, step in enumerate(spec["steps"]):
         where = f"{path} step {i + 1}"
@@ -117,22 +134,34 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
                 raise SweepError(f"{where}: {exc}") from exc
             run = PlannedRun(stage, resolved, varying, bool(step.get("collect", False)))
             run.run_dir = runs.run_path(stage, resolved)
+            places.append(where)
             planned.append(run)
             if step_id is not None:
                 step_runs.setdefault(step_id, []).append(run)
         if step_id is not None:
             step_runs.setdefault(step_id, [])
+    for i, (run, where) in enumerate(zip(planned, places)):  # the file is well formed; now its inputs
+        _preflight(run, planned[:i], where)
     from lib.stages.figures import FIGURES
 
     unknown = [f for f in spec.get("figures") or [] if f not in FIGURES]
     if unknown:
         raise SweepError(f"{path}: unknown figure(s) {', '.join(unknown)}; known: {', '.join(sorted(FIGURES))}")
-    return Sweep(
-        name=str(spec.get("name", path.stem)),
-        table=str(spec.get("table", f"{path.stem}.csv")),
-        figures=list(spec.get("figures") or []),
-        runs=planned,
-    )
+    return Sweep(name=str(spec.get("name", path.stem)), table=table, figures=list(spec.get("figures") or []),
+                 runs=planned, profile=profile, made_for=made_for, overrides=dict(overrides or {}))
+
+
+def _preflight(run: PlannedRun, earlier: list[PlannedRun], where: str) -> None:
+    """Models, corpora and hardware of one run, given what the earlier steps will have made."""
+    from lib import preflight
+    from lib.models import ModelSpecError
+
+    corpora = {(r.params.language, r.params.corpus_tag) for r in earlier if r.stage == preflight.CORPUS_BUILDER}
+    try:
+        preflight.check(run.stage, run.params, planned_runs={str(r.run_dir) for r in earlier},
+                        planned_corpora=corpora)
+    except (ParamsError, ModelSpecError) as exc:
+        raise SweepError(f"{where}: {exc}") from None
 
 
 def _dereference(value: Any, step_runs: dict[str, list[PlannedRun]], where: str) -> Any:
@@ -163,29 +192,57 @@ def _applicable(stage: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
 def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path | None = None,
               overrides: dict[str, Any] | None = None, force: bool = False,
               log=print) -> pd.DataFrame:
+    """Run every planned run (skipping complete ones), then write the table and figures.
+
+    Where they go: ``results_dir`` when given; else the committed ``results/`` when the
+    sweep runs as its table was made (the file's own profile, no overrides); else a
+    directory of this sweep under the runs area, so a tiny or changed sweep never
+    replaces committed results. The table is written once, after every run it collects
+    has completed; an interrupted or failed sweep writes its partial table beside the
+    runs and says where.
+    """
     sweep = load_sweep(path, profile=profile, overrides=overrides)
     _check_overrides_used(sweep, overrides)
-    results_dir = Path(results_dir) if results_dir else RESULTS_DIR
+    results_dir = Path(results_dir) if results_dir else (RESULTS_DIR if sweep.as_committed else scratch_dir(sweep))
+    if results_dir != RESULTS_DIR and not sweep.as_committed:
+        log(f"profile {sweep.profile or 'none'} / overrides {sweep.overrides or 'none'}: this sweep's table and "
+            f"figures go to {results_dir} (the committed results/ were made with profile "
+            f"{sweep.made_for or 'none'} and no overrides)")
     table_path = results_dir / "tables" / sweep.table
-    for i, run in enumerate(sweep.runs, 1):
-        label = f"[{i}/{len(sweep.runs)}] {run.stage} {run.varying or ''}"
-        if runs.is_complete(run.run_dir) and not force:
-            log(f"{label}: complete, skipped ({run.run_dir.name})")
-        else:
+    try:
+        for i, run in enumerate(sweep.runs, 1):
+            label = f"[{i}/{len(sweep.runs)}] {run.stage} {run.varying or ''}"
+            if runs.is_complete(run.run_dir) and not force:
+                log(f"{label}: complete, skipped ({run.run_dir.name})")
+                continue
             log(f"{label}: running in {run.run_dir}")
-            runs.execute(run.stage, run.params, force=force,
-                         provenance={"sweep": str(path), "profile": profile})
+            runs.execute(run.stage, run.params, force=force, log=log,
+                         provenance={"sweep": str(path), "profile": sweep.profile})
             log(f"{label}: done in {runs.load_record(run.run_dir)['wall_seconds']} s")
-        if run.collect:
-            write_table(collect_rows(sweep), table_path)
+    except BaseException:
+        partial = scratch_dir(sweep) / "partial" / sweep.table
+        if write_table(collect_rows(sweep), partial):
+            log(f"the sweep stopped; the rows of its finished runs are in {partial} (rerun the same command "
+                "to resume; finished runs are skipped)")
+        raise
     table = collect_rows(sweep)
     write_table(table, table_path)
+    log(f"table: {table_path}")
     if sweep.figures:
         from lib.stages import figures
 
         for name in sweep.figures:
             log(f"figure {name}: {figures.make(name, results_dir)}")
     return table
+
+
+def scratch_dir(sweep: Sweep) -> Path:
+    """The runs-area directory of one sweep setting (name, profile, overrides)."""
+    import hashlib
+    import json
+
+    key = json.dumps({"profile": sweep.profile, "overrides": sweep.overrides}, sort_keys=True, default=str)
+    return runs_dir() / "sweeps" / f"{sweep.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
 def _check_overrides_used(sweep: Sweep, overrides: dict[str, Any] | None) -> None:
@@ -220,10 +277,11 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(keys, kind="mergesort").reset_index(drop=True)
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
+def write_table(frame: pd.DataFrame, path: Path) -> bool:
     if frame.empty:
-        return
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     tmp.replace(path)
+    return True

@@ -74,6 +74,7 @@ def test_a_run_under_way_in_another_process_is_not_started_again(tmp_path):
     try:
         (run_dir / runs.RUN_FILE).write_text(json.dumps(
             {"status": "running", "pid": other.pid, "host": platform.node()}))
+        (run_dir / runs.LOCK_FILE).write_text(f"{other.pid} {platform.node()}")
         with pytest.raises(runs.RunError, match="already running"):
             runs.execute("02_baseline_eval", params, root=tmp_path)
         assert (run_dir / runs.RUN_FILE).is_file()  # nothing of the other run was deleted

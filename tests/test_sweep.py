@@ -78,19 +78,22 @@ def test_tidy_orders_columns_and_rows_stably():
 def test_a_step_refers_to_an_earlier_run_by_id(tmp_path):
     path = write(tmp_path, """
 steps:
+  - notebook: 01_prepare_data
+    grid: {language: [tr, en]}
   - id: c
     notebook: 03_lapt
     params: {language: tr}
   - notebook: 02_baseline_eval
+    params: {language: tr}
     grid: {models: [[smollm2-135m-instruct, "@c"]]}
   - notebook: 03_lapt
     params: {model: "@c", language: tr, max_steps: 3}
 """)
     plan = S.load_sweep(path)
-    c_dir = str(plan.runs[0].run_dir)
-    assert plan.runs[1].params.models == ["smollm2-135m-instruct", c_dir]
-    assert plan.runs[2].params.model == c_dir
-    assert plan.runs[2].run_dir != plan.runs[0].run_dir
+    c_dir = str(plan.runs[2].run_dir)
+    assert plan.runs[3].params.models == ["smollm2-135m-instruct", c_dir]
+    assert plan.runs[4].params.model == c_dir
+    assert plan.runs[4].run_dir != plan.runs[2].run_dir
 
 
 @pytest.mark.parametrize(

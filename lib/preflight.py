@@ -1,0 +1,105 @@
+"""Checks a run's inputs can pass before anything starts: models that exist, corpora that are
+built, hardware the mode needs. ``python -m lib run`` and every sweep call it first, so a
+misspelled model or an unbuilt corpus fails in a second with one line, not after the earlier
+runs of a sweep or inside a notebook's traceback.
+
+The checks read the parameters by their common names (``model``, ``models``, ``tokenizers``,
+``language`` + ``corpus_tag``, ``english_corpus_tag``, ``mode``), so they hold for every stage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+
+from lib.params import ParamsError
+
+CORPUS_BUILDER = "01_prepare_data"
+
+
+def check(stage: str, params, *, planned_runs: Collection[str] = (),
+          planned_corpora: Collection[tuple[str, str]] = ()) -> None:
+    """Raise (ParamsError, ModelSpecError) for the first input that cannot work. ``planned_*``:
+    run directories and (language, corpus_tag) pairs that earlier steps of a sweep will make."""
+    for spec in model_specs(params):
+        check_model(spec, planned_runs)
+    if stage != CORPUS_BUILDER:
+        for language, tag in corpora(stage, params):
+            check_corpus(language, tag, planned_corpora)
+    wants_gpu = getattr(params, "mode", None) == "qlora" or getattr(params, "device", "auto") == "cuda"
+    if wants_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            what = "mode qlora (bitsandbytes 4-bit NF4)" if getattr(params, "mode", None) == "qlora" else \
+                "device cuda"
+            raise ParamsError(f"{what} needs a CUDA GPU and this machine has none; "
+                              "use mode lora / device auto or cpu")
+
+
+def model_specs(params) -> list[str]:
+    specs = [getattr(params, "model", None)] + list(getattr(params, "models", None) or [])
+    specs += list(getattr(params, "tokenizers", None) or [])
+    return [s for s in specs if s]
+
+
+def corpora(stage: str, params) -> list[tuple[str, str]]:
+    """The (language, corpus_tag) pairs a run reads."""
+    if not hasattr(params, "corpus_tag") or not hasattr(params, "language"):
+        return []
+    if stage == "08_evaluate" and not _needs_offline_tasks(params):
+        return []
+    pairs = [(params.language, params.corpus_tag)]
+    if getattr(params, "english_max_chars", 0) and params.language != "en":
+        pairs.append(("en", getattr(params, "english_corpus_tag", "") or params.corpus_tag))
+    return pairs
+
+
+def check_model(spec: str, planned_runs: Collection[str] = ()) -> None:
+    from lib.models import REGISTRY, resolve
+
+    if spec in planned_runs or spec in REGISTRY:
+        return  # an earlier step makes it; a registry model is converted on first use
+    if Path(spec).expanduser().exists():
+        resolve(spec)  # a checkpoint or a run directory holding one in model/
+        return
+    resolve(spec)  # anything that is not a hub id is refused here
+    check_hub_model(spec)
+
+
+def check_hub_model(spec: str) -> None:
+    """A hub id needs the hub (or the model in the local hub cache): say so at once, not after a minute."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    reason = "HF_HUB_OFFLINE is set"
+    if not offline:
+        from huggingface_hub import model_info
+
+        try:
+            model_info(spec, timeout=10)
+            return
+        except Exception as exc:  # noqa: BLE001  (any failure means: cannot be had from here)
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+    raise ParamsError(f"model {spec!r} is a Hugging Face hub id, but the hub cannot be reached from here "
+                      f"({reason}); use a registry model (python -m lib models) or a local checkpoint")
+
+
+def check_corpus(language: str, tag: str, planned: Collection[tuple[str, str]] = ()) -> None:
+    from lib.corpus import corpus_path
+
+    if (language, tag) in planned or (corpus_path(language, tag) / "manifest.json").is_file():
+        return
+    raise ParamsError(f"the {language}/{tag} corpus is not built; build it first: "
+                      f"python -m lib prepare --language {language} -p corpus_tag={tag}")
+
+
+def _needs_offline_tasks(params) -> bool:
+    from lib.tasks.evaluation import resolve_task_ids
+    from lib.tasks.offline import OFFLINE
+
+    return any(t.partition(":")[0] in OFFLINE for t in resolve_task_ids(params.tasks, params.language))
