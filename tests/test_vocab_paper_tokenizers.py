@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from lib.vocab import VocabError, build_tokenizer, known_paper_tokenizers, paper_tokenizer, tokenizer_kind
+from lib.vocab import (
+    VocabError,
+    build_tokenizer,
+    known_paper_tokenizers,
+    paper_tokenizer,
+    require_model,
+    source_tokenizer,
+    tokenizer_kind,
+)
 from lib.vocab.backend import backend_json
 from lib.vocab.paper_tokenizers import llama3_special_tokens, read_tiktoken_ranks
 from tests.test_vocab_fixtures import ROUND_TRIP, old_tokenizer, target_texts
@@ -47,6 +55,12 @@ def test_rank_file_reader(tmp_path):
     assert read_tiktoken_ranks(path) == {b"a": 0, b"b": 1, b"ab": 2}
 
 
+def test_a_tokenizer_only_entry_is_not_a_model():
+    with pytest.raises(VocabError, match="'llama-3' is a tokenizer-only entry.*never a model"):
+        require_model("llama-3")
+    require_model("smollm2-135m-instruct")
+
+
 def test_unknown_paper_tokenizer():
     with pytest.raises(VocabError, match="unknown paper tokenizer 'gpt-5'.*llama-3"):
         paper_tokenizer("gpt-5")
@@ -65,7 +79,7 @@ def test_real_paper_tokenizers_from_pypi():
     assert len(mistral) == 32000 and mistral.convert_tokens_to_ids(["<unk>", "<s>", "</s>"]) == [0, 1, 2]
     entry = PAPER_TOKENIZERS["mistral-7b-v0.1"]
     sp = spm.SentencePieceProcessor(model_file=str(pypi_package(*entry.package) / entry.member))
-    llama = paper_tokenizer("llama-3")
+    llama = source_tokenizer("llama-3")
     assert len(llama) == 128256 and llama.bos_token_id == 128000 and llama.eos_token_id == 128001
     for text in ROUND_TRIP:
         assert mistral(text, add_special_tokens=False)["input_ids"] == sp.encode(text)

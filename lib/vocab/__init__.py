@@ -12,12 +12,18 @@ from lib.vocab.backend import VocabError, tokenizer_kind
 from lib.vocab.checkpoint import load_provenance, save_checkpoint, save_tokenizer
 from lib.vocab.init import INITS, SubtokenMap, adapt_model, subtoken_map, subtoken_mean
 from lib.vocab.measures import new_token_ids, tokenizer_measures
-from lib.vocab.paper_tokenizers import PAPER_TOKENIZERS, known_paper_tokenizers, paper_tokenizer
+from lib.vocab.paper_tokenizers import (
+    PAPER_TOKENIZERS,
+    known_paper_tokenizers,
+    paper_tokenizer,
+    require_model,
+    source_tokenizer,
+)
 from lib.vocab.strategies import STRATEGIES, build_tokenizer, strategy, strategy_params
 
 __all__ = [
     "INITS", "PAPER_TOKENIZERS", "STRATEGIES", "SubtokenMap", "VocabError", "adapt_model", "build_tokenizer",
     "known_paper_tokenizers", "load_provenance", "new_token_ids", "paper_tokenizer", "save_checkpoint",
-    "save_tokenizer", "strategy", "strategy_params", "subtoken_map", "subtoken_mean", "tokenizer_kind",
-    "tokenizer_measures",
+    "require_model", "save_tokenizer", "source_tokenizer", "strategy", "strategy_params", "subtoken_map",
+    "subtoken_mean", "tokenizer_kind", "tokenizer_measures",
 ]

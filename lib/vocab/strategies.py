@@ -1,6 +1,6 @@
 """Tokenizer strategies: a registry of named functions, each with its parameters as keyword defaults.
 
-    new = build_tokenizer(old, texts, "extension", vocab_size=16000)
+    new = build_tokenizer(old, train_texts, "extension", vocab_size=8000)
 
 Adding a strategy is adding one function decorated with ``@strategy``. Each takes the old fast
 tokenizer and the training texts (the corpus train split) and returns a new fast tokenizer of
