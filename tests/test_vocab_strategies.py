@@ -206,3 +206,10 @@ def test_strategy_params_are_the_signature_defaults():
     assert strategy_params("extension") == {"vocab_size": 8000, "min_frequency": 2}
     assert set(strategy_params("optimization")) == {"vocab_size", "min_frequency", "target_size", "sample_chars"}
     assert json.dumps(strategy_params("add_tokens"))
+
+
+def test_optimization_parameters_are_checked(byte_tok):
+    with pytest.raises(VocabError, match="target_size must be a positive integer"):
+        build(byte_tok, "optimization", target_size="half")
+    with pytest.raises(VocabError, match="sample_chars must be a positive integer"):
+        build(byte_tok, "optimization", sample_chars=0)

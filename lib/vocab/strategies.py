@@ -144,6 +144,9 @@ def optimization(old_tokenizer, texts, *, english_texts=(), vocab_size: int = 80
     if not english_texts:
         raise VocabError("optimization counts token use on a mixed target-language and English sample: "
                          "pass english_texts (e.g. the English corpus train split)")
+    for name, value in (("target_size", target_size), ("sample_chars", sample_chars)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise VocabError(f"{name} must be a positive integer, got {value!r}")
     spec = backend_json(old_tokenizer)
     first_new = next_free_id(spec)
     extended, n_new = _extended(spec, texts, vocab_size, min_frequency)
