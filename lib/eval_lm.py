@@ -18,7 +18,9 @@ from typing import Any
 from lib.lm_metrics import check_score_args
 
 SPLIT_DOCS = ("none", "blank-lines")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class TextFileError(ValueError):
@@ -81,13 +83,17 @@ def split_documents(text: str, split_docs: str) -> list[str]:
 def eval_lm_file(model_spec: str, path: str | Path, *, max_length: int = 1024,
                  stride: int = 512, batch_size: int = 8, max_chars: int = 0,
                  split_docs: str = "none", dtype: str = "float32",
-                 device: str = "auto", progress: bool = False) -> dict[str, Any]:
+                 device: str = "auto", progress: bool = False,
+                 allow_mismatch: bool = False) -> dict[str, Any]:
     """Score the text file ``path`` with ``model_spec``; return a JSON-able dict.
 
-    Settings and the file are checked before the model is loaded. ``device="auto"``
-    picks CUDA when available, else the CPU.
+    Settings, the device, the file and the model spec are checked before the model is
+    loaded. ``device="auto"`` picks CUDA when available, else the CPU.
+    ``allow_mismatch``: score even a model and tokenizer that do not seem to belong
+    together (see ``lib.models.check_compatible``).
     """
     check_score_args(max_length=max_length, stride=stride, batch_size=batch_size)
+    check_device(device)
     if split_docs not in SPLIT_DOCS:
         raise ValueError(f"split_docs must be one of {', '.join(SPLIT_DOCS)}; got {split_docs!r}")
     if max_chars < 0:
@@ -98,11 +104,13 @@ def eval_lm_file(model_spec: str, path: str | Path, *, max_length: int = 1024,
     docs = split_documents(text, split_docs)
 
     from lib.lm_metrics import score_texts
-    from lib.models import device_name, load_model_and_tokenizer, resolve_device
+    from lib.models import check_spec, device_name, load_model_and_tokenizer, resolve_device
 
     device = resolve_device(device)
+    check_spec(model_spec)  # an unknown model or an unreachable hub: one line, before any loading
     start = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(model_spec, dtype=dtype, device=device)
+    model, tokenizer = load_model_and_tokenizer(model_spec, dtype=dtype, device=device,
+                                                allow_mismatch=allow_mismatch)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     score = score_texts(model, tokenizer, docs, max_length=max_length, stride=stride,
@@ -123,10 +131,30 @@ def eval_lm_file(model_spec: str, path: str | Path, *, max_length: int = 1024,
         "load_seconds": round(load_seconds, 3),
         "wall_seconds": round(wall, 3),
         "tokens_per_second": round(score.n_tokens / wall, 1) if wall > 0 else None,
+        **({"tokenizer_mismatch_allowed": True} if allow_mismatch else {}),
     }
 
 
+def check_device(device: str) -> str:
+    """auto, cpu, cuda, cuda:N or mps (anything else is refused before loading)."""
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    return device
+
+
+def _device_arg(value: str) -> str:
+    try:
+        return check_device(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {value!r} (choose from {', '.join(DEVICES)})") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def one_line_error(message: str):  # bad arguments: one line naming the cause, not the usage block
+        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+
+    parser.error = one_line_error
     parser.add_argument("--model", required=True,
                         help="registry name, local checkpoint or run directory, or hub id")
     parser.add_argument("--text", required=True, help="UTF-8 text file to score")
@@ -140,7 +168,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--split-docs", choices=SPLIT_DOCS, default="none",
                         help="score the file as one document or one per blank-line block")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--device", default="auto", help="torch device (default auto: cuda if available)")
+    parser.add_argument("--device", default="auto", type=_device_arg, metavar="{" + ",".join(DEVICES) + "}",
+                        help="torch device (default auto: cuda if available)")
+    parser.add_argument("--allow-tokenizer-mismatch", dest="allow_mismatch", action="store_true",
+                        help="score even when the tokenizer does not seem to belong to the model "
+                             "(special-token ids, vocabulary size or hash differ)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar on stderr")
     return parser
@@ -155,10 +187,10 @@ def main(args: argparse.Namespace) -> int:
             args.model, args.text, max_length=args.max_length, stride=args.stride,
             batch_size=args.batch_size, max_chars=args.max_chars, split_docs=args.split_docs,
             dtype=getattr(args, "dtype", "float32"), device=getattr(args, "device", "auto"),
-            progress=getattr(args, "progress", True),
+            progress=getattr(args, "progress", True), allow_mismatch=getattr(args, "allow_mismatch", False),
         )
     except (ModelSpecError, TextFileError, ValueError) as exc:
-        print(f"eval-lm: error: {exc}", file=sys.stderr)
+        print(f"eval-lm: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0

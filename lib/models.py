@@ -7,16 +7,24 @@ Every model spec resolves to something ``from_pretrained`` can load:
   Hugging Face checkpoint in the artifact cache;
 - ``tiny-random``: a 2-layer random Llama with SmolLM2's real tokenizer, for tests;
 - a local checkpoint directory, or a run directory holding one in ``model/``;
-- a hub id (``org/name``), loaded by transformers from the hub when online.
+- a hub id (``org/name``), loaded by transformers from the hub when online (or
+  from the local hub cache); an unreachable hub fails at once, in one line.
+
+A model and its tokenizer are checked to belong together (``check_compatible``):
+sizes, special-token ids, the tokenizer saved with the model and the vocabulary
+hash recorded when the registry converted the model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,30 +86,115 @@ REGISTRY: dict[str, PackagedGGUF | TinyRandom] = {
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_TIMEOUT_S = 5.0  # one quick metadata request decides whether the hub can be reached
+PROVENANCE_FILE = "provenance.json"
+VOCAB_RECORD = "vocab_sha256"  # key of provenance.json: the vocabulary the registry converted with
+# files of which at least one is saved with every Hugging Face tokenizer
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model")
+# Hub models pad their embedding matrix a little past the tokenizer (to a multiple of 64 or 128,
+# or reserved rows: Qwen2.5 +271, DeepSeek-V2 +2,398 of 100k); more than this is another vocabulary.
+VOCAB_SLACK_ROWS = 128
+VOCAB_SLACK_FRACTION = 0.05
+_HUB_OK: set[str] = set()  # hub ids found reachable in this process
 
 
 def known_models() -> list[str]:
     return sorted(REGISTRY)
 
 
+def is_hub_id(spec: str) -> bool:
+    """``org/name`` that is not a registry name or an existing local path."""
+    return (isinstance(spec, str) and spec not in REGISTRY and not Path(spec).expanduser().exists()
+            and bool(_HUB_ID.match(spec)) and not spec.startswith((".", "/")))
+
+
 def resolve(spec: str) -> str:
     """Return a local checkpoint directory (or a hub id) for ``spec``.
 
     Registry models are converted on first use. Raises ModelSpecError for
-    anything unknown, before any download or conversion starts.
+    anything unknown, and for a hub id when the hub cannot be reached and the
+    model is not in the local hub cache, before any download or conversion starts.
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"model spec must be a non-empty string, got {spec!r}")
+    check_spec(spec)
     if spec in REGISTRY:
         return str(_materialise(spec))
     path = Path(spec).expanduser()
     if path.exists():
         return str(_checkpoint_dir(path))
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
-        return spec
+    return spec
+
+
+def check_spec(spec: str) -> None:
+    """Raise ModelSpecError unless ``resolve(spec)`` can work, without converting or loading
+    anything: a registry name, a checkpoint (or run) directory, or a hub id the hub (or the
+    local hub cache) can serve. Seconds at most, so a list of models is checked up front."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"model spec must be a non-empty string, got {spec!r}")
+    if spec in REGISTRY:
+        return
+    path = Path(spec).expanduser()
+    if path.exists():
+        _checkpoint_dir(path)
+        return
+    if is_hub_id(spec):
+        check_hub(spec)
+        return
     raise ModelSpecError(
         f"unknown model {spec!r}: not a registry name, an existing local path or a hub id "
         f"(org/name). Known registry models: {', '.join(known_models())}"
+    )
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set."""
+    if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import is_offline_mode
+    except ImportError:
+        return False
+    return bool(is_offline_mode())
+
+
+def check_hub(spec: str, timeout: float = HUB_TIMEOUT_S) -> None:
+    """A hub id can be loaded: it is in the local hub cache, or one quick request finds it.
+
+    Without this, transformers retries an unreachable hub for about a minute and ends in a
+    traceback; here it is one ModelSpecError within ``timeout`` seconds.
+    """
+    if spec in _HUB_OK:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001  (a malformed id or cache: decided by the request below)
+        cached = None
+    if isinstance(cached, str):
+        _HUB_OK.add(spec)
+        return
+    if hub_offline():
+        reason = "offline mode (HF_HUB_OFFLINE) is set and the model is not in the local hub cache"
+    else:
+        from huggingface_hub import model_info
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            model_info(spec, timeout=timeout)
+            _HUB_OK.add(spec)
+            return
+        except RepositoryNotFoundError:
+            raise ModelSpecError(
+                f"model {spec!r}: no such model on the Hugging Face hub (or it is private: log in "
+                f"with `hf auth login`); known registry models: {', '.join(known_models())}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001  (any other failure: cannot be had from here)
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+    raise ModelSpecError(
+        f"model {spec!r} is a Hugging Face hub id, but the hub cannot be reached from here ({reason}); "
+        "use a registry model (python -m lib models) or a local checkpoint directory"
     )
 
 
@@ -117,9 +210,21 @@ def _checkpoint_dir(path: Path) -> Path:
 
 
 def load_tokenizer(spec: str):
+    """The tokenizer saved with the model ``spec`` (a checkpoint without one is an error)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve(spec))
+    source = resolve(spec)
+    path = Path(source)
+    if path.is_dir() and not has_tokenizer(path):
+        raise ModelSpecError(
+            f"{spec}: the checkpoint {path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+            "save the tokenizer with the model (tokenizer.save_pretrained) so the pair cannot drift apart"
+        )
+    return AutoTokenizer.from_pretrained(source)
+
+
+def has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / name).is_file() for name in TOKENIZER_FILES)
 
 
 def load_model(spec: str, *, dtype: str = "float32", device: str | None = None):
@@ -147,21 +252,198 @@ def check_causal_lm(source: str | Path, spec: str) -> None:
                              "model: it cannot be scored or tuned as one; start from the run it was tuned from")
 
 
-def load_model_and_tokenizer(spec: str, **kwargs):
-    """Both, checked to belong together (a mismatch would silently give garbage)."""
+def load_model_and_tokenizer(spec: str, *, allow_mismatch: bool = False, **kwargs):
+    """Both, checked to belong together (a mismatch would silently give garbage numbers).
+
+    The pair is checked against the checkpoint's config before the weights load (a refused
+    pair costs seconds), and the sizes again against the loaded embedding matrix.
+    ``allow_mismatch=True`` turns a refusal into a warning.
+    """
     tokenizer = load_tokenizer(spec)
+    side = _checkpoint_side(resolve(spec))
+    if side is not None:
+        _judge(_problems(side, tokenizer), side, tokenizer, spec, allow_mismatch)
     model = load_model(spec, **kwargs)
-    check_compatible(model, tokenizer, spec)
+    if not allow_mismatch:  # a warning, if any, was given above
+        loaded = _model_side(model)
+        problems = _problems(loaded, tokenizer, vocabulary=side is None)
+        _judge(problems, loaded, tokenizer, spec, allow_mismatch)
     return model, tokenizer
 
 
-def check_compatible(model, tokenizer, name: str = "model") -> None:
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > vocab:
-        raise ModelSpecError(
-            f"model/tokenizer mismatch for {name}: tokenizer has {len(tokenizer)} tokens but "
-            f"the model's embedding matrix has only {vocab} rows"
-        )
+def vocab_hash(tokenizer) -> str:
+    """sha256 of the vocabulary (every token with its id, added tokens included), in id order."""
+    items = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
+    text = "\n".join(f"{i}\t{token}" for token, i in items)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def check_compatible(model, tokenizer, name: str = "model", *, allow_mismatch: bool = False) -> None:
+    """Refuse (ModelSpecError) a model and a tokenizer that do not belong together.
+
+    Checked: the tokenizer fits the embedding matrix, and the matrix is not far larger
+    than the tokenizer (a little padding is normal); the tokenizer's bos/eos/pad ids agree
+    with the model's config; the tokenizer is the one saved with the model (when it was
+    loaded from elsewhere) and has the vocabulary recorded when the registry converted the
+    model. ``allow_mismatch=True`` warns instead of raising.
+    """
+    side = _model_side(model)
+    _judge(_problems(side, tokenizer), side, tokenizer, name, allow_mismatch)
+
+
+def compatibility_problems(model, tokenizer) -> list[str]:
+    """What speaks against ``model`` and ``tokenizer`` belonging together (empty: nothing)."""
+    return _problems(_model_side(model), tokenizer)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """What the pair check needs of a model: loaded, or only its config read."""
+
+    where: str
+    rows: int | None  # embedding rows (the config's vocab_size before loading)
+    ids: dict[str, set[int]]  # bos / eos / pad ids of the config (eos: and of the generation config)
+    directory: Path | None  # the local checkpoint directory, if any
+
+
+def _model_side(model) -> _Side:
+    config = getattr(model, "config", None)
+    directory = _local_dir(getattr(config, "_name_or_path", ""))
+    return _Side(str(directory or getattr(config, "_name_or_path", "") or "in memory"),
+                 model.get_input_embeddings().weight.shape[0],
+                 _config_ids(config, getattr(model, "generation_config", None)), directory)
+
+
+def _checkpoint_side(source: str) -> _Side | None:
+    """The model side from its config files alone (None when they cannot be read)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception:  # noqa: BLE001  (loading the model reports it properly)
+        return None
+    try:
+        generation = GenerationConfig.from_pretrained(source)
+    except Exception:  # noqa: BLE001  (no generation config: the model config's ids only)
+        generation = None
+    rows = getattr(_text_config(config), "vocab_size", None)
+    directory = _local_dir(source)
+    return _Side(str(directory or source), rows if isinstance(rows, int) else None,
+                 _config_ids(config, generation), directory)
+
+
+def _text_config(config):
+    try:
+        return config.get_text_config()
+    except Exception:  # noqa: BLE001  (an exotic config: the top level is all there is)
+        return config
+
+
+def _judge(problems: list[str], side: _Side, tokenizer, name: str, allow_mismatch: bool) -> None:
+    if not problems:
+        return
+    message = (f"model/tokenizer mismatch for {name}: {'; '.join(problems)} "
+               f"[model: {_describe_model(side)}; tokenizer: {_describe_tokenizer(tokenizer)}]")
+    if allow_mismatch:
+        warnings.warn(f"{message}; used anyway (allow_mismatch)", stacklevel=3)
+        return
+    raise ModelSpecError(f"{message}; if they do belong together, pass allow_mismatch=True "
+                         "(eval-lm: --allow-tokenizer-mismatch)")
+
+
+def _problems(side: _Side, tokenizer, *, vocabulary: bool = True) -> list[str]:
+    """What speaks against the pair. ``vocabulary``: also compare the tokenizer's vocabulary with
+    the recorded hash and the tokenizer saved with the model (the costlier checks)."""
+    problems: list[str] = []
+    rows, n_tokens = side.rows, len(tokenizer)
+    if rows is not None and n_tokens > rows:
+        problems.append(f"the tokenizer has {n_tokens} tokens but the model's embedding matrix has only "
+                        f"{rows} rows")
+    elif rows is not None and rows - n_tokens > max(VOCAB_SLACK_ROWS, math.ceil(VOCAB_SLACK_FRACTION * n_tokens)):
+        problems.append(f"the model's embedding matrix has {rows} rows, far more than the tokenizer's "
+                        f"{n_tokens} tokens (another model's vocabulary)")
+    ids = side.ids
+    bos, eos, pad = (getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad"))
+    if bos is not None and ids["bos"] and bos not in ids["bos"]:
+        problems.append(f"the tokenizer's bos id is {bos}, the model config's {_ids(ids['bos'])}")
+    if eos is not None and ids["eos"] and eos not in ids["eos"]:
+        problems.append(f"the tokenizer's eos id is {eos}, the model config's {_ids(ids['eos'])}")
+    # padding with the eos token is common practice, so a pad id that is an eos id passes
+    if pad is not None and ids["pad"] and pad not in ids["pad"] | ids["eos"]:
+        problems.append(f"the tokenizer's pad id is {pad}, the model config's {_ids(ids['pad'])}")
+    if vocabulary and side.directory is not None:
+        model_dir = side.directory
+        recorded = _recorded_vocab_hash(model_dir)
+        tok_dir = _local_dir(getattr(tokenizer, "name_or_path", ""))
+        if recorded:
+            actual = vocab_hash(tokenizer)
+            if actual != recorded:
+                problems.append(f"the tokenizer's vocabulary (sha256 {actual[:12]}) is not the one recorded "
+                                f"when {model_dir} was converted ({recorded[:12]})")
+        elif tok_dir is not None and tok_dir != model_dir and has_tokenizer(model_dir):
+            from transformers import AutoTokenizer
+
+            saved = AutoTokenizer.from_pretrained(str(model_dir))
+            if vocab_hash(saved) != vocab_hash(tokenizer):
+                problems.append(f"the tokenizer (from {tok_dir}) is not the one saved with the model "
+                                f"in {model_dir}")
+    return problems
+
+
+def _as_ids(value) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, (list, tuple, set)):
+        return {int(v) for v in value if v is not None}
+    return {int(value)}
+
+
+def _ids(values: set[int]) -> str:
+    return str(next(iter(values))) if len(values) == 1 else "one of " + ", ".join(map(str, sorted(values)))
+
+
+def _config_ids(config, generation=None) -> dict[str, set[int]]:
+    """The model's special-token ids: its config (or text config) and its generation config."""
+    configs = [config, _text_config(config)] if config is not None else []
+    out: dict[str, set[int]] = {}
+    for key in ("bos", "eos", "pad"):
+        values: set[int] = set()
+        for c in configs:
+            values = _as_ids(getattr(c, f"{key}_token_id", None))
+            if values:
+                break
+        if key == "eos" and generation is not None:  # instruct models end turns with more than one token
+            values |= _as_ids(getattr(generation, "eos_token_id", None))
+        out[key] = values
+    return out
+
+
+def _local_dir(name: object) -> Path | None:
+    try:
+        path = Path(str(name)).expanduser() if name else None
+    except (TypeError, ValueError):
+        return None
+    return path.resolve() if path is not None and path.is_dir() else None
+
+
+def _recorded_vocab_hash(model_dir: Path) -> str | None:
+    try:
+        record = json.loads((model_dir / PROVENANCE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = record.get(VOCAB_RECORD) if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _describe_model(side: _Side) -> str:
+    return (f"{side.where}, {side.rows if side.rows is not None else '?'} embedding rows, "
+            + ", ".join(f"{k} {_ids(v) if v else 'none'}" for k, v in side.ids.items()))
+
+
+def _describe_tokenizer(tokenizer) -> str:
+    where = getattr(tokenizer, "name_or_path", "") or "in memory"
+    return (f"{where}, {len(tokenizer)} tokens, "
+            + ", ".join(f"{k} {getattr(tokenizer, f'{k}_token_id', None)}" for k in ("bos", "eos", "pad")))
 
 
 def _torch_dtype(dtype: str):
@@ -179,8 +461,15 @@ def resolve_device(device: str = "auto") -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelSpecError("device 'cuda' was asked for but no CUDA GPU is available")
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelSpecError(f"device {device!r} was asked for but no CUDA GPU is available")
+        index = str(device).partition(":")[2]
+        if index.isdigit() and int(index) >= torch.cuda.device_count():
+            raise ModelSpecError(f"device {device!r} was asked for but this machine has "
+                                 f"{torch.cuda.device_count()} CUDA GPU(s)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelSpecError("device 'mps' was asked for but Apple's MPS backend is not available")
     return device
 
 
@@ -220,8 +509,13 @@ def _materialise(name: str) -> Path:
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{name}-") as tmp:
         out = Path(tmp) / "ckpt"
         builder(out)
-        (out / "provenance.json").write_text(json.dumps(
-            {"registry_name": name, "description": entry.description}, indent=2) + "\n")
+        from transformers import AutoTokenizer
+
+        # the vocabulary the checkpoint was made with: a tokenizer swapped in later is refused on load
+        saved = AutoTokenizer.from_pretrained(str(out))
+        (out / PROVENANCE_FILE).write_text(json.dumps(
+            {"registry_name": name, "description": entry.description, VOCAB_RECORD: vocab_hash(saved)},
+            indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
         out.rename(dest)

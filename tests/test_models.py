@@ -19,8 +19,15 @@ def test_empty_spec(spec):
         models.resolve(spec)
 
 
-def test_hub_id_passes_through_untouched():
+def test_hub_id_passes_through_untouched(monkeypatch):
+    monkeypatch.setattr(models, "_HUB_OK", {"mistralai/Mistral-7B-v0.1"})  # as if the hub had answered
     assert models.resolve("mistralai/Mistral-7B-v0.1") == "mistralai/Mistral-7B-v0.1"
+
+
+def test_hub_id_without_the_hub_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelSpecError, match="hub id, but the hub cannot be reached.*HF_HUB_OFFLINE"):
+        models.resolve("someorg/not-in-the-cache")
 
 
 def test_local_dir_without_checkpoint(tmp_path):
