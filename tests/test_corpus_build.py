@@ -55,7 +55,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def jsonl(tmp_path: Path) -> Path:
     """80 Polish documents, 2 per group, plus one exact and one near duplicate
-    (in other groups), an English document and a short one."""
+    (in other groups), an English document and a short one. Built with seed=1: 5% of its
+    40 groups under the default seed leaves the test split empty, which is refused."""
     rng = random.Random(7)
     rows = [{"id": f"d{i:03d}", "group": f"g{i // 2:03d}", "text": polish(rng, 6)} for i in range(80)]
     rows.append({"id": "x-exact", "group": "gx1", "text": rows[5]["text"]})
@@ -75,7 +76,7 @@ def _files(root: Path) -> dict[str, str]:
 
 
 def test_build_and_load_a_local_corpus(home: Path, jsonl: Path) -> None:
-    path = build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100)
+    path = build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100)
     assert path == corpus_path("pl") == home / "corpora/pl/default"
     corpus = load_corpus("pl")
     assert list(corpus) == ["train", "validation", "test"]
@@ -119,7 +120,7 @@ def _shingles(text: str) -> set[str]:
 
 
 def test_no_group_or_near_duplicate_across_splits(home: Path, jsonl: Path) -> None:
-    build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100, validation_fraction=0.3,
+    build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100, validation_fraction=0.3,
                  test_fraction=0.3)
     corpus = load_corpus("pl")
     groups = {s: set(corpus[s]["group"]) for s in corpus}
@@ -202,20 +203,23 @@ def test_existing_build_is_reused_unless_forced(home: Path, jsonl: Path,
     calls = []
     real = build_mod.load_source
     monkeypatch.setattr(build_mod, "load_source", lambda *a, **k: calls.append(a) or real(*a, **k))
-    path = build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100)
-    assert build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100) == path
+    path = build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100)
+    assert build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100) == path
     assert len(calls) == 1
-    with pytest.warns(UserWarning, match="different min_chars.*force=True"):
-        assert build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=150) == path
+    # another build under the same tag is refused, naming what differs and how to proceed
+    with pytest.raises(CorpusError, match=r"pl/default corpus .* built with different parameters: "
+                                          r"min_chars 100 \(asked: 150\).*--force.*another corpus_tag"):
+        build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=150)
     assert len(calls) == 1
-    build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100, force=True)
+    build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100, force=True)
     assert len(calls) == 2
     assert not list(path.parent.glob(".tmp-*"))
 
 
 def test_max_docs_per_source_is_deterministic(home: Path, jsonl: Path) -> None:
-    build_corpus("pl", tag="t1", sources=[f"local:{jsonl}"], max_docs_per_source=10, min_chars=100)
-    build_corpus("pl", tag="t2", sources=[f"local:{jsonl}"], max_docs_per_source=10, min_chars=100)
+    few = dict(max_docs_per_source=10, min_chars=100, validation_fraction=0, test_fraction=0)  # 5 groups
+    build_corpus("pl", tag="t1", sources=[f"local:{jsonl}"], **few)
+    build_corpus("pl", tag="t2", sources=[f"local:{jsonl}"], **few)
     ids = [sorted(r["id"] for s in load_corpus("pl", t).values() for r in s) for t in ("t1", "t2")]
     assert ids[0] == ids[1] and 0 < len(ids[0]) <= 10
 
@@ -229,7 +233,7 @@ def test_token_stats_use_the_named_tokenizers(home: Path, jsonl: Path,
     fake = types.ModuleType("lib.models")
     fake.load_tokenizer = lambda spec: WordTokenizer()
     monkeypatch.setitem(sys.modules, "lib.models", fake)
-    build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100, tokenizers=["words"])
+    build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100, tokenizers=["words"])
     stats = load_stats("pl")
     for split in ("train", "validation", "test"):
         assert stats["splits"][split]["tokens"] == {"words": stats["splits"][split]["words"]}
@@ -289,7 +293,7 @@ def test_interrupted_build_leaves_nothing_complete(home: Path, jsonl: Path,
 
     monkeypatch.setattr(build_mod, "_save", crash_on_pairs)
     with pytest.raises(KeyboardInterrupt):
-        build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100)
+        build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100)
     assert saved  # it got as far as writing the documents
     assert not corpus_path("pl").exists()
     assert not list(corpus_path("pl").parent.glob(".tmp-*"))
@@ -303,7 +307,7 @@ def test_interrupted_build_leaves_nothing_complete(home: Path, jsonl: Path,
     with pytest.raises(CorpusNotBuiltError):
         load_corpus("pl")
     monkeypatch.setattr(build_mod, "_save", real_save)
-    build_corpus("pl", sources=[f"local:{jsonl}"], min_chars=100)
+    build_corpus("pl", sources=[f"local:{jsonl}"], seed=1, min_chars=100)
     assert not stale.exists() and len(load_corpus("pl")["train"]) > 0
 
 

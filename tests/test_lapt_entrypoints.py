@@ -24,9 +24,11 @@ TINY = {"model": "tiny-random", "corpus_tag": "tiny", "block_size": 64, "batch_s
 
 @pytest.fixture(scope="module")
 def tiny_corpora(isolated_home):
-    from lib.corpus import build_corpus
+    from lib import stages
+    from lib.stages import prepare_data
 
-    build_corpus("pl", tag="tiny", max_docs_per_source=40, min_chars=100)
+    # the tiny profile's corpus: a tag holds one build, whichever test of the session makes it first
+    prepare_data.build(stages.resolve(prepare_data.STAGE, profile="tiny", overrides={"language": "pl"}))
     return isolated_home
 
 

@@ -116,7 +116,7 @@ def test_notebook_runs_headless(isolated_home):
     from lib.corpus import build_corpus
 
     build_corpus("tr", tag="tasks-test", sources=["libreoffice", "wordnet"], max_docs_per_source=40,
-                 test_fraction=0.3, validation_fraction=0.05, min_chars=100)
+                 test_fraction=0.3, validation_fraction=0.1, min_chars=100)
     params = P.build(EvaluateParams, dict(
         models=["tiny-random"], language="tr", tasks=["definition_to_word", "definition_to_word_gen"],
         shots=[0, 1], corpus_tag="tasks-test", max_items=12, n_bootstrap=50, device="cpu"))

@@ -10,7 +10,7 @@ from lib.tasks.offline import MODULES, N_OPTIONS, build_offline_task, offline_ta
 
 TAG = "tasks-test"
 # Few documents, but a large test fraction so that every task has test items.
-CORPUS = dict(tag=TAG, max_docs_per_source=40, test_fraction=0.3, validation_fraction=0.05, min_chars=100)
+CORPUS = dict(tag=TAG, max_docs_per_source=40, test_fraction=0.3, validation_fraction=0.1, min_chars=100)
 SOURCES = {"pl": ["libreoffice"], "tr": ["libreoffice", "wordnet"], "ru": ["libreoffice", "rl_wsd"]}
 
 

@@ -9,6 +9,7 @@ from lib.corpus.build import (
     CorpusNotBuiltError,
     assign_split,
     build_corpus,
+    check_build,
     corpus_path,
     load_corpus,
     load_manifest,
@@ -19,6 +20,6 @@ from lib.corpus.sources import CorpusError, Document, Pair, WsdItem, rl_wsd_item
 
 __all__ = [
     "CorpusError", "CorpusNotBuiltError", "Document", "Pair", "WsdItem", "assign_split", "build_corpus",
-    "corpus_path", "load_corpus", "load_manifest", "load_pairs", "load_stats", "rl_wsd_items",
+    "check_build", "corpus_path", "load_corpus", "load_manifest", "load_pairs", "load_stats", "rl_wsd_items",
     "source_names",
 ]

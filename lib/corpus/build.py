@@ -8,17 +8,22 @@ Layout of ``corpora_dir()/<language>/<tag>/``::
     manifest.json   the parameters and the package files read; written last
 
 A build is written to a temporary sibling directory and renamed into place at
-the end, so an interrupted build never looks complete.
+the end, so an interrupted build never looks complete. An existing build is
+reused only when it was made with the parameters asked for (anything else is a
+CorpusError naming the differences: rebuild with ``force`` or use another tag);
+a validation or test split that its fraction leaves empty is refused before
+anything is published; an unwritable corpus directory is refused before any work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import shutil
+import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,24 +177,13 @@ def build_corpus(
     profiles). An existing build is returned as is unless ``force``.
     """
     started = time.time()
-    expanded = _validate(language, tag, sources, seed, validation_fraction, test_fraction,
-                         min_chars, near_dup_threshold, max_docs_per_source, tokenizers)
-    parameters = {
-        "sources": list(sources) if not isinstance(sources, str) else [sources],
-        "expanded_sources": expanded,
-        "seed": seed,
-        "validation_fraction": validation_fraction,
-        "test_fraction": test_fraction,
-        "min_chars": min_chars,
-        "near_dup_threshold": near_dup_threshold,
-        "max_docs_per_source": max_docs_per_source,
-        "tokenizers": list(tokenizers),
-        "text_field": text_field,
-    }
-    final = corpus_path(language, tag)
-    if (final / "manifest.json").is_file() and not force:
-        _warn_if_different(final, parameters)
+    final, parameters, reuse = _plan(
+        language, tag=tag, sources=sources, seed=seed, validation_fraction=validation_fraction,
+        test_fraction=test_fraction, min_chars=min_chars, near_dup_threshold=near_dup_threshold,
+        max_docs_per_source=max_docs_per_source, tokenizers=tokenizers, force=force, text_field=text_field)
+    if reuse:
         return final
+    expanded = parameters["expanded_sources"]
     loaded_tokenizers = _load_tokenizers(tokenizers)  # fail on a bad name before the long work
 
     data: dict[str, SourceData] = {}
@@ -218,11 +212,8 @@ def build_corpus(
     doc_splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
     for doc in docs:
         doc_splits[split_of(doc.group)].append(doc)
-    if not doc_splits["train"]:
-        raise CorpusError(
-            f"the train split of the {language!r} corpus is empty ({len(docs)} documents, all in "
-            "validation/test); add documents or lower validation_fraction/test_fraction"
-        )
+    _check_splits(doc_splits, language=language, tag=tag, n_docs=len(docs),
+                  fractions={"validation": validation_fraction, "test": test_fraction})
     pair_splits, split_drops = _split_pairs(pairs, split_of)
     pair_drops.update(split_drops)
 
@@ -246,19 +237,115 @@ def build_corpus(
     return final
 
 
-def _warn_if_different(final: Path, parameters: dict[str, Any]) -> None:
-    """Reusing a build made with other parameters is allowed, but never silent."""
+def check_build(language: str, **kwargs: Any) -> Path | None:
+    """Everything ``build_corpus(language, **kwargs)`` checks before its work, without the work:
+    the parameters, an existing build under the tag (made with other parameters: CorpusError),
+    a writable corpus directory. Returns the existing build it would reuse, or None when it
+    would build. Seconds, so ``python -m lib run`` can refuse a run before starting it."""
+    final, _parameters, reuse = _plan(language, **kwargs)
+    return final if reuse else None
+
+
+def _plan(language: str, *, tag: str = "default", sources: Sequence[str] = ("packaged",), seed: int = 1234,
+          validation_fraction: float = 0.05, test_fraction: float = 0.05, min_chars: int = 200,
+          near_dup_threshold: float = 0.8, max_docs_per_source: int = 0, tokenizers: Sequence[str] = (),
+          force: bool = False, text_field: str = "text") -> tuple[Path, dict[str, Any], bool]:
+    """(final directory, the manifest's parameters, whether an existing build is reused)."""
+    expanded = _validate(language, tag, sources, seed, validation_fraction, test_fraction,
+                         min_chars, near_dup_threshold, max_docs_per_source, tokenizers)
+    parameters = {
+        "sources": list(sources) if not isinstance(sources, str) else [sources],
+        "expanded_sources": expanded,
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+        "test_fraction": test_fraction,
+        "min_chars": min_chars,
+        "near_dup_threshold": near_dup_threshold,
+        "max_docs_per_source": max_docs_per_source,
+        "tokenizers": list(tokenizers),
+        "text_field": text_field,
+    }
+    try:
+        final = corpus_path(language, tag)
+    except OSError as exc:  # the artifacts directory itself cannot be made or entered
+        raise CorpusError(f"cannot create the corpus directory for {language}/{tag}: "
+                          f"{exc.strerror or exc} ({exc.filename or ''}); set LANGADAPT_HOME to a "
+                          "writable directory") from None
+    if (final / "manifest.json").is_file() and not force:
+        check_same_parameters(final, parameters, language=language, tag=tag)
+        return final, parameters, True
+    _check_writable(final.parent, f"{language}/{tag}")  # before the long work, not after it
+    return final, parameters, False
+
+
+def _check_splits(doc_splits: dict[str, list[Document]], *, language: str, tag: str, n_docs: int,
+                  fractions: dict[str, float]) -> None:
+    """Every split that should hold documents holds some (train always; validation and test
+    when their fraction is above 0): an empty one would fail a later stage far from its cause."""
+    groups = len({d.group for docs in doc_splits.values() for d in docs})
+    if not doc_splits["train"]:
+        raise CorpusError(
+            f"the train split of the {language}/{tag} corpus is empty ({n_docs} documents in {groups} "
+            "groups, all in validation/test); add documents or lower validation_fraction/test_fraction"
+        )
+    for split in ("validation", "test"):
+        if fractions[split] > 0 and not doc_splits[split]:
+            raise CorpusError(
+                f"the {split} split of the {language}/{tag} corpus would be empty: {split}_fraction="
+                f"{fractions[split]} of {n_docs} documents in {groups} groups (split by group) gave it none; "
+                f"add documents (more or larger sources, a lower min_chars), raise {split}_fraction, "
+                f"or set {split}_fraction=0 if no {split} split is needed"
+            )
+
+
+def _check_writable(directory: Path, what: str) -> None:
+    """Fail at once, naming the directory, when the corpus cannot be written there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CorpusError(f"cannot write the {what} corpus: {directory} is not writable "
+                          f"({exc.strerror or exc}); set LANGADAPT_HOME to a writable directory") from None
+
+
+# parameters that change the corpus itself (tokenizers only add token counts to stats.json)
+_TEXT_FIELD_SOURCES = ("local:", "hf:")
+
+
+def check_same_parameters(final: Path, parameters: dict[str, Any], *, language: str, tag: str) -> None:
+    """An existing build is reused only when it was built as asked: otherwise the caller (a
+    recorded run) would claim parameters the corpus does not have. Raises CorpusError naming
+    each differing parameter (built vs asked) and how to proceed."""
     try:
         built = json.loads((final / "manifest.json").read_text()).get("parameters", {})
-    except (OSError, json.JSONDecodeError):
-        return
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise CorpusError(f"the {language}/{tag} corpus at {final} has an unreadable manifest.json ({exc}); "
+                          f"rebuild it: python -m lib prepare --language {language} -p corpus_tag={tag} "
+                          "--force") from None
+    defaults = {name: p.default for name, p in inspect.signature(_plan).parameters.items()
+                if p.default is not inspect.Parameter.empty}
     wanted = json.loads(json.dumps(parameters))
-    differing = sorted(k for k in wanted if built.get(k) != wanted[k])
+    differing: list[str] = []
+    for key, value in wanted.items():
+        have = built.get(key, json.loads(json.dumps(defaults.get(key))))  # older manifests: the default
+        if key == "expanded_sources" and built.get("sources") != wanted["sources"]:
+            continue  # reported as 'sources'
+        if key == "tokenizers":
+            if set(value) <= set(have or []):
+                continue  # the stats already count these tokenizers' tokens
+        elif key == "text_field":
+            if have == value or not any(str(s).startswith(_TEXT_FIELD_SOURCES) for s in wanted["sources"]):
+                continue  # read by local: and hf: sources only
+        elif have == value:
+            continue
+        differing.append(f"{key} {json.dumps(have)} (asked: {json.dumps(value)})")
     if differing:
-        warnings.warn(
-            f"{final} was built with different {', '.join(differing)}; returning it unchanged "
-            "(pass force=True to rebuild, or use another tag)",
-            stacklevel=3,
+        raise CorpusError(
+            f"the {language}/{tag} corpus at {final} was built with different parameters: "
+            f"{'; '.join(differing)}. Rebuild it with these parameters (python -m lib prepare --language "
+            f"{language} --force with the same -p options; a run of 01_prepare_data then finds it), "
+            "or give this build another corpus_tag"
         )
 
 

@@ -36,8 +36,10 @@ class PrepareDataParams:
 
     def validate(self) -> None:
         check_language(self.language)
-        check_fraction("validation_fraction", self.validation_fraction)
-        check_fraction("test_fraction", self.test_fraction)
+        for key in ("validation_fraction", "test_fraction"):  # 0: no such split (build_corpus allows it)
+            value = getattr(self, key)
+            if value != 0:
+                check_fraction(key, value)
         if self.validation_fraction + self.test_fraction >= 1:
             raise ParamsError("validation_fraction + test_fraction must be below 1")
         check_positive("min_chars", self.min_chars, allow_zero=True)
@@ -52,15 +54,30 @@ Params = PrepareDataParams
 
 
 def build(params: PrepareDataParams, *, force: bool = False) -> Path:
-    """Build (or find, when the same build exists) the corpus these parameters describe."""
+    """Build the corpus these parameters describe, or return the existing build made with them.
+
+    An existing build under the same ``corpus_tag`` made with other parameters is a
+    CorpusError naming them (rebuild with ``force=True`` / ``prepare --force``, or use
+    another tag): a run's parameters always describe the corpus it produced.
+    """
     from lib.corpus import build_corpus
 
-    p = params
-    return build_corpus(p.language, tag=p.corpus_tag, sources=p.sources, seed=p.seed,
-                        validation_fraction=p.validation_fraction, test_fraction=p.test_fraction,
-                        min_chars=p.min_chars, near_dup_threshold=p.near_dup_threshold,
-                        max_docs_per_source=p.max_docs_per_source, tokenizers=p.tokenizers,
-                        text_field=p.text_field, force=force)
+    return build_corpus(params.language, **_corpus_arguments(params), force=force)
+
+
+def check(params: PrepareDataParams, *, force: bool = False) -> Path | None:
+    """What ``build`` would refuse, in seconds and without building: bad parameters, an existing
+    build with other parameters, an unwritable corpus directory. Returns the build it would reuse
+    (None: it would build). For checks before a run or sweep starts."""
+    from lib.corpus import check_build
+
+    return check_build(params.language, **_corpus_arguments(params), force=force)
+
+
+def _corpus_arguments(p: PrepareDataParams) -> dict:
+    return dict(tag=p.corpus_tag, sources=p.sources, seed=p.seed, validation_fraction=p.validation_fraction,
+                test_fraction=p.test_fraction, min_chars=p.min_chars, near_dup_threshold=p.near_dup_threshold,
+                max_docs_per_source=p.max_docs_per_source, tokenizers=p.tokenizers, text_field=p.text_field)
 
 
 FIGURES: dict = {}  # the corpus stats are tables; no results/ figure
