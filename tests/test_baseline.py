@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from lib.corpus import build_corpus, load_corpus
+from lib import stages
+from lib.corpus import load_corpus
 from lib.corpus.select import select_indices, select_texts
 from lib.lm_metrics import score_texts
 from lib.models import load_model_and_tokenizer
 from lib.params import build
+from lib.stages import prepare_data
 from lib.stages.baseline_eval import BaselineEvalParams, score_models
 
 
@@ -24,7 +26,8 @@ def test_selection_is_deterministic_mixed_and_bounded():
 
 @pytest.mark.slow
 def test_per_source_rows_add_up_to_the_whole(isolated_home):
-    build_corpus("pl", tag="tiny", max_docs_per_source=40, min_chars=100, tokenizers=[])
+    # the tiny profile's corpus: the one the tiny sweeps build under this tag in the same home
+    prepare_data.build(stages.resolve(prepare_data.STAGE, profile="tiny", overrides={"language": "pl"}))
     params = build(BaselineEvalParams, {"models": ["tiny-random"], "language": "pl", "corpus_tag": "tiny",
                                         "max_chars": 4000, "max_length": 128, "stride": 64})
     rows, timings = score_models(params, log=lambda *_: None)
