@@ -30,9 +30,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lib.sweep import SweepError
     from lib.tasks.base import TaskError
     from lib.training import TrainingSetupError
+    from lib.vocab import VocabError
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
-              TrainingSetupError, RunError, FileNotFoundError]
+              TrainingSetupError, RunError, VocabError, FileNotFoundError]
     try:
         from lib.corpus import CorpusError
 
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the stopped kernel's unfinished tasks
         print(f"interrupted: nothing finished is lost; run the same command again to resume "
               f"(python -m lib {' '.join(argv if argv is not None else sys.argv[1:])})", file=sys.stderr)
         return 130
@@ -135,9 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(prepare_data.build(params, force=args.force))
         return 0
     if args.command == "run":
-        from lib import runs
-
-        from lib import preflight
+        from lib import preflight, runs
 
         stage = stages.stage_of(args.notebook)
         params = stages.resolve(stage, profile=args.profile, files=args.params, overrides=overrides)

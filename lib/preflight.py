@@ -22,8 +22,9 @@ def check(stage: str, params, *, planned_runs: Collection[str] = (),
           planned_corpora: Collection[tuple[str, str]] = ()) -> None:
     """Raise (ParamsError, ModelSpecError) for the first input that cannot work. ``planned_*``:
     run directories and (language, corpus_tag) pairs that earlier steps of a sweep will make."""
+    tokenizer_only_ok = getattr(params, "accepts_tokenizer_only", False)
     for spec in model_specs(params):
-        check_model(spec, planned_runs)
+        check_model(spec, planned_runs, tokenizer_only_ok=tokenizer_only_ok)
     if stage != CORPUS_BUILDER:
         for language, tag in corpora(stage, params):
             check_corpus(language, tag, planned_corpora)
@@ -56,11 +57,16 @@ def corpora(stage: str, params) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_model(spec: str, planned_runs: Collection[str] = ()) -> None:
+def check_model(spec: str, planned_runs: Collection[str] = (), *, tokenizer_only_ok: bool = False) -> None:
     from lib.models import REGISTRY, resolve
+    from lib.vocab.paper_tokenizers import PAPER_TOKENIZERS, require_model
 
     if spec in planned_runs or spec in REGISTRY:
         return  # an earlier step makes it; a registry model is converted on first use
+    if spec in PAPER_TOKENIZERS:
+        if not tokenizer_only_ok:
+            require_model(spec)  # a tokenizer-only entry where a model is needed: say so
+        return
     if Path(spec).expanduser().exists():
         resolve(spec)  # a checkpoint or a run directory holding one in model/
         return

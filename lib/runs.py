@@ -106,6 +106,7 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
                 str(notebook), str(run_dir / notebook.name), parameters=values,
                 kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR),
                 progress_bar=False, log_output=log_output,
+                kernel_manager_class=_kernel_manager(run_dir / KERNEL_LOG),
             )
         except KeyboardInterrupt:
             record |= {"status": "interrupted", "wall_seconds": round(time.perf_counter() - start, 2),
@@ -126,6 +127,23 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
                    "wall_seconds": round(time.perf_counter() - start, 2)}
         _write_record(run_dir, record)
     return run_dir
+
+
+KERNEL_LOG = "kernel.log"
+
+
+def _kernel_manager(log_path: Path) -> type:
+    """A kernel manager whose kernel writes its own stderr (Jupyter's transport warnings, library
+    warnings, its complaints when it is stopped) to the run's ``kernel.log`` instead of the
+    terminal; what the notebook prints still reaches the executed notebook and the log output."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw.setdefault("stderr", open(log_path, "ab"))  # noqa: SIM115  (the kernel process owns it)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return RunKernelManager
 
 
 class RunBusyError(RunError):

@@ -3,7 +3,7 @@
     01_prepare_data        lib/stages/prepare_data.py
     02_baseline_eval       lib/stages/baseline_eval.py
     03_lapt                lib/stages/lapt.py
-    04_vocab_adapt         lib/stages/vocab_adapt.py          (planned)
+    04_vocab_adapt         lib/stages/vocab_adapt.py
     05_instruction_tuning  lib/stages/instruction_tuning.py
     06_task_tuning         lib/stages/task_tuning.py
     07_lep_propagate       lib/stages/lep_propagate.py        (planned)
@@ -34,12 +34,13 @@ from lib.stages import (
     lapt,
     prepare_data,
     task_tuning,
+    vocab_adapt,
 )
 
 STAGES: dict[str, ModuleType] = {m.STAGE: m for m in (
-    prepare_data, baseline_eval, lapt, instruction_tuning, task_tuning, evaluate, figures)}
+    prepare_data, baseline_eval, lapt, vocab_adapt, instruction_tuning, task_tuning, evaluate, figures)}
 # Reserved numbers: the notebooks and modules of stages still to come.
-PLANNED = {"04_vocab_adapt": "lib/stages/vocab_adapt.py", "07_lep_propagate": "lib/stages/lep_propagate.py"}
+PLANNED = {"07_lep_propagate": "lib/stages/lep_propagate.py"}
 
 
 def stage_of(notebook: str | Path) -> str:

@@ -272,6 +272,8 @@ def train(setup: LaptSetup, callbacks: list | tuple = (), log=print) -> TrainOut
     counts = parameter_counts(trainer.model)
     log(f"trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,} "
         f"({100 * counts['trainable_fraction']:.2f}%)")
+    # read now: the trainer rotates old checkpoints away (save_total_limit) while it trains
+    tokens_before = _tokens_at(resume) if resume else 0
     start = time.perf_counter()
     if finished_checkpoint(resume):
         log(f"{Path(resume).name} is the last step: training had finished, loading it")
@@ -290,7 +292,7 @@ def train(setup: LaptSetup, callbacks: list | tuple = (), log=print) -> TrainOut
     metrics = {**train_metrics, **counts, "wall_seconds": round(wall, 1), "global_step": trainer.state.global_step,
                "tokens_seen": tokens}
     if train_metrics.get("train_runtime"):
-        new_tokens = tokens - (_tokens_at(resume) if resume else 0)
+        new_tokens = tokens - tokens_before
         metrics["tokens_per_second"] = round(new_tokens / train_metrics["train_runtime"], 1)
     log(f"trained {trainer.state.global_step} steps, {tokens} tokens in {wall:.0f} s"
         + (f" (resumed from {Path(resume).name})" if resume else ""))

@@ -121,9 +121,25 @@ def tensorboard_callback(logging_dir: Path):
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint under ``output_dir``, or None.
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    A run killed while it saved leaves a ``checkpoint-N`` without its
+    ``trainer_state.json`` (the Trainer writes that file last); resuming from it
+    would fail, so it is removed and the one before it is taken.
+    """
+    import shutil
+
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not Path(output_dir).is_dir():
+        return None
+    numbered = [(int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    for _, path in sorted(numbered, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        shutil.rmtree(path)  # half-written by a killed run
+    return None
 
 
 def finished_checkpoint(path: str | None) -> bool:

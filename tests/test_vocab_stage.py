@@ -1,0 +1,66 @@
+"""04_vocab_adapt as a user meets it: parameters, and a tiny run chained into 03_lapt."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lib import params as P
+from lib import stages
+from lib.stages import vocab_adapt as VA
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"strategy": "extension", "target_size": 60000}, "target_size cannot change what runs for strategy 'extension'"),
+    ({"strategy": "bpe", "n_tokens": 10}, "n_tokens cannot change"),
+    ({"strategy": "unigram", "min_frequency": 3}, "min_frequency cannot change"),
+    ({"strategy": "bpe", "init": "mean_resize"}, "mean_resize needs a strategy that appends"),
+    ({"init": "zeros"}, "init must be one of"),
+    ({"strategy": "sentencepiece"}, "strategy must be one of"),
+    ({"model": "mistral-7b-v0.1", "init": "random"}, "init cannot change what runs"),
+    ({"language": "en"}, "unknown language 'en'"),
+])
+def test_bad_parameters_are_named(overrides, message):
+    with pytest.raises(P.ParamsError, match=message):
+        stages.resolve(VA.STAGE, overrides=overrides)
+
+
+def test_strategy_parameters_reach_the_strategy():
+    p = stages.resolve(VA.STAGE, overrides={"strategy": "optimization", "vocab_size": 4000, "target_size": 52000})
+    assert p.strategy_kwargs() == {"vocab_size": 4000, "target_size": 52000}
+    assert stages.resolve(VA.STAGE, overrides={"strategy": "add_tokens", "n_tokens": 50}).strategy_kwargs() == \
+        {"n_tokens": 50}
+    # a profile's strategy size for another strategy goes back to its default
+    assert stages.resolve(VA.STAGE, profile="tiny", overrides={"strategy": "extension"}).target_size == 0
+
+
+@pytest.mark.slow
+def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
+    from lib.corpus import build_corpus
+    from lib.sweep import run_sweep
+
+    for language in ("ru", "en"):
+        build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
+                     validation_fraction=0.1, tokenizers=[])
+    sweep = tmp_path / "chain.yaml"
+    sweep.write_text("""
+table: chain.csv
+steps:
+  - id: v
+    notebook: 04_vocab_adapt
+  - notebook: 03_lapt
+    params: {model: "@v", mode: embeddings, language: ru}
+    collect: true
+""")
+    table = run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
+    vocab_run = next((isolated_home / "runs" / "04_vocab_adapt").glob("04_vocab_adapt-*"))
+    metrics = json.loads((vocab_run / "metrics.json").read_text())
+    values = {(r["tokenizer"], r["language"], r["split"], r["metric"]): r["value"] for r in metrics["rows"]}
+    ru_test = [values[(t, "ru", "test", "chars_per_token")] for t in ("original", "extension")]
+    assert ru_test[1] > ru_test[0]
+    assert values[("extension", "en", "test", "round_trip_rate")] == 1.0
+    config = json.loads((vocab_run / "model" / "config.json").read_text())
+    assert config["vocab_size"] > 49152  # SmolLM2's tokenizer, extended
+    lapt_rows = table[(table["metric"] == "bits_per_char") & (table["split"] == "test")]
+    assert set(lapt_rows["stage"]) == {"before", "after"} and (lapt_rows["mode"] == "embeddings").all()
