@@ -139,11 +139,14 @@ def test_layer_deltas_with_instruct_equal_to_base_rebuild_the_donor():
         torch.testing.assert_close(value, donor[name], atol=2e-5, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("kind,strategy", DONORS)
 @pytest.mark.parametrize("tied", [True, False])
-def test_the_saved_output_reloads_with_identical_logits(tmp_path, tied):
+def test_the_saved_output_reloads_with_identical_logits(tmp_path, kind, strategy, tied):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    trio = make_trio("sentencepiece", "bpe", tied=tied, linear=True, tool_token=True)
+    from lib.models import compatibility_problems
+
+    trio = make_trio(kind, strategy, tied=tied, linear=True, tool_token=True)
     model, tokenizer, report = propagate(*trio.args())
     json.dumps(report.as_dict())  # JSON-ready as it is
     out = save_checkpoint(model, tokenizer, tmp_path / "model", {"stage": "07_lep_propagate", **report.as_dict()})
@@ -152,6 +155,7 @@ def test_the_saved_output_reloads_with_identical_logits(tmp_path, tied):
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.get_vocab() == tokenizer.get_vocab() and tok.chat_template == tokenizer.chat_template
     assert tok.special_tokens_map == tokenizer.special_tokens_map and is_tied(again) == tied
+    assert compatibility_problems(again, tok) == []  # config ids and sizes agree with the tokenizer
     text = tok.apply_chat_template([{"role": "user", "content": "Привет, мир! Откройте меню файла."}], tokenize=False)
     ids = torch.tensor([tok(text)["input_ids"]])
     assert ids.max() < len(tok) and TOOL in text
