@@ -144,6 +144,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         stage = stages.stage_of(args.notebook)
         params = stages.resolve(stage, profile=args.profile, files=args.params, overrides=overrides)
         preflight.check(stage, params)
+        stage_check = getattr(stages.STAGES[stage], "check", None)
+        if stage_check is not None and not args.force:
+            stage_check(params)
         run_dir = runs.execute(stage, params, force=args.force, log_output=True,
                                provenance={"profile": args.profile, "params_files": args.params})
         print(json.dumps({"run_dir": str(run_dir), **runs.load_record(run_dir)}, indent=2)[:2000])

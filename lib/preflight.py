@@ -3,15 +3,17 @@ built, hardware the mode needs. ``python -m lib run`` and every sweep call it fi
 misspelled model or an unbuilt corpus fails in a second with one line, not after the earlier
 runs of a sweep or inside a notebook's traceback.
 
+A stage may add its own checks as ``check(params)`` in its module (01_prepare_data checks that
+an existing corpus of the same tag was built with the same parameters); the drivers (the
+command line and sweeps) call it after these.
+
 The checks read the parameters by their common names (``model``, ``models``, ``tokenizers``,
 ``language`` + ``corpus_tag``, ``english_corpus_tag``, ``mode``), so they hold for every stage.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
-from pathlib import Path
 
 from lib.params import ParamsError
 
@@ -58,41 +60,16 @@ def corpora(stage: str, params) -> list[tuple[str, str]]:
 
 
 def check_model(spec: str, planned_runs: Collection[str] = (), *, tokenizer_only_ok: bool = False) -> None:
-    from lib.models import REGISTRY, resolve
+    from lib.models import check_spec
     from lib.vocab.paper_tokenizers import PAPER_TOKENIZERS, require_model
 
-    if spec in planned_runs or spec in REGISTRY:
-        return  # an earlier step makes it; a registry model is converted on first use
+    if spec in planned_runs:
+        return  # an earlier step of the sweep makes it
     if spec in PAPER_TOKENIZERS:
         if not tokenizer_only_ok:
             require_model(spec)  # a tokenizer-only entry where a model is needed: say so
         return
-    if Path(spec).expanduser().exists():
-        resolve(spec)  # a checkpoint or a run directory holding one in model/
-        return
-    resolve(spec)  # anything that is not a hub id is refused here
-    check_hub_model(spec)
-
-
-def check_hub_model(spec: str) -> None:
-    """A hub id needs the hub (or the model in the local hub cache): say so at once, not after a minute."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(spec, "config.json")
-    if isinstance(cached, str):
-        return
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    reason = "HF_HUB_OFFLINE is set"
-    if not offline:
-        from huggingface_hub import model_info
-
-        try:
-            model_info(spec, timeout=10)
-            return
-        except Exception as exc:  # noqa: BLE001  (any failure means: cannot be had from here)
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-    raise ParamsError(f"model {spec!r} is a Hugging Face hub id, but the hub cannot be reached from here "
-                      f"({reason}); use a registry model (python -m lib models) or a local checkpoint")
+    check_spec(spec)  # registry name, checkpoint or run directory, or a hub id the hub can serve
 
 
 def check_corpus(language: str, tag: str, planned: Collection[tuple[str, str]] = ()) -> None:

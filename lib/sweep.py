@@ -81,7 +81,7 @@ class Sweep:
 
 
 def load_sweep(path: str | Path, *, profile: str | None = None,
-               overrides: dict[str, Any] | None = None) -> Sweep:
+               overrides: dict[str, Any] | None = None, force: bool = False) -> Sweep:
     """Parse and fully validate a sweep file; nothing runs."""
     path = Path(path)
     if not path.is_file():
@@ -141,7 +141,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         if step_id is not None:
             step_runs.setdefault(step_id, [])
     for i, (run, where) in enumerate(zip(planned, places)):  # the file is well formed; now its inputs
-        _preflight(run, planned[:i], where)
+        _preflight(run, planned[:i], where, force)
     from lib.stages.figures import FIGURES
 
     unknown = [f for f in spec.get("figures") or [] if f not in FIGURES]
@@ -151,16 +151,22 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
                  runs=planned, profile=profile, made_for=made_for, overrides=dict(overrides or {}))
 
 
-def _preflight(run: PlannedRun, earlier: list[PlannedRun], where: str) -> None:
-    """Models, corpora and hardware of one run, given what the earlier steps will have made."""
+def _preflight(run: PlannedRun, earlier: list[PlannedRun], where: str, force: bool) -> None:
+    """Models, corpora and hardware of one run, given what the earlier steps will have made,
+    then the stage's own checks (``check(params)`` in its module, where it has one)."""
     from lib import preflight
+    from lib.corpus import CorpusError
     from lib.models import ModelSpecError
+    from lib.vocab import VocabError
 
     corpora = {(r.params.language, r.params.corpus_tag) for r in earlier if r.stage == preflight.CORPUS_BUILDER}
     try:
         preflight.check(run.stage, run.params, planned_runs={str(r.run_dir) for r in earlier},
                         planned_corpora=corpora)
-    except (ParamsError, ModelSpecError) as exc:
+        stage_check = getattr(stages.STAGES[run.stage], "check", None)
+        if stage_check is not None and not (force or runs.is_complete(run.run_dir)):
+            stage_check(run.params)
+    except (ParamsError, ModelSpecError, CorpusError, VocabError) as exc:
         raise SweepError(f"{where}: {exc}") from None
 
 
@@ -201,7 +207,7 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
     has completed; an interrupted or failed sweep writes its partial table beside the
     runs and says where.
     """
-    sweep = load_sweep(path, profile=profile, overrides=overrides)
+    sweep = load_sweep(path, profile=profile, overrides=overrides, force=force)
     _check_overrides_used(sweep, overrides)
     results_dir = Path(results_dir) if results_dir else (RESULTS_DIR if sweep.as_committed else scratch_dir(sweep))
     if results_dir != RESULTS_DIR and not sweep.as_committed:
