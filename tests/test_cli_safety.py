@@ -171,15 +171,27 @@ def kill_when(process: subprocess.Popen, ready, what: str) -> None:
         process.wait()
 
 
+SFT = ["-p", "route=sft", "-p", "task=translation_choice_from_en", "-p", "max_steps=16", "-p", "save_steps=4",
+       "-p", "max_train_items=64"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(home, shared_cache, tmp_path_factory) -> dict[str, Path]:
+    """The LAPT and SFT runs of the kill tests, run once without interruption."""
+    reference = new_home(tmp_path_factory.mktemp("reference"), shared_cache, home / "corpora")
+    assert cli(reference, *LAPT).returncode == 0
+    assert cli(reference, "run", "06_task_tuning", "--profile", "tiny", *SFT).returncode == 0
+    return {"lapt": next((reference / "runs" / "03_lapt").glob("03_lapt-*")),
+            "sft": next((reference / "runs" / "06_task_tuning").glob("06_task_tuning-*"))}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ["run", "sweep"])
-def test_sigkill_then_rerun_resumes_lapt_to_the_same_metrics(home, shared_cache, tmp_path, entry):
+def test_sigkill_then_rerun_resumes_lapt_to_the_same_metrics(home, shared_cache, uninterrupted, tmp_path, entry):
     sweep = write(tmp_path, "lapt.yaml", "steps:\n  - notebook: 03_lapt\n    params: {max_steps: 24, save_steps: 6, "
                   "eval_steps: 0, log_steps: 6}\n    collect: true\n")
     args = LAPT if entry == "run" else ["sweep", sweep, "--profile", "tiny"]
-    reference = new_home(tmp_path, shared_cache, home / "corpora")
-    assert cli(reference, *LAPT).returncode == 0
-    expected = after_rows(next((reference / "runs" / "03_lapt").glob("03_lapt-*")))
+    expected = after_rows(uninterrupted["lapt"])
 
     killed = new_home(tmp_path, shared_cache, home / "corpora")
     process = start(killed, *args)
@@ -200,17 +212,12 @@ def test_sigkill_then_rerun_resumes_lapt_to_the_same_metrics(home, shared_cache,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ["run", "sweep"])
-def test_sigkill_then_rerun_resumes_sft(home, shared_cache, tmp_path, entry):
-    sft = ["-p", "route=sft", "-p", "task=translation_choice_from_en", "-p", "max_steps=16", "-p", "save_steps=4",
-           "-p", "max_train_items=64"]
+def test_sigkill_then_rerun_resumes_sft(home, shared_cache, uninterrupted, tmp_path, entry):
     sweep = write(tmp_path, "sft.yaml", "steps:\n  - notebook: 06_task_tuning\n    params: {route: sft, task: "
                   "translation_choice_from_en, max_steps: 16, save_steps: 4, max_train_items: 64}\n    collect: true\n")
-    args = ["run", "06_task_tuning", "--profile", "tiny", *sft] if entry == "run" else ["sweep", sweep, "--profile",
+    args = ["run", "06_task_tuning", "--profile", "tiny", *SFT] if entry == "run" else ["sweep", sweep, "--profile",
                                                                                       "tiny"]
-    reference = new_home(tmp_path, shared_cache, home / "corpora")
-    assert cli(reference, "run", "06_task_tuning", "--profile", "tiny", *sft).returncode == 0
-    ref_dir = next((reference / "runs" / "06_task_tuning").glob("06_task_tuning-*"))
-    expected = json.loads((ref_dir / "metrics.json").read_text())
+    expected = json.loads((uninterrupted["sft"] / "metrics.json").read_text())
 
     killed = new_home(tmp_path, shared_cache, home / "corpora")
     process = start(killed, *args)
