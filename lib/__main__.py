@@ -33,7 +33,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lib.vocab import VocabError
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
-              TrainingSetupError, RunError, VocabError, FileNotFoundError]
+              TrainingSetupError, RunError, VocabError, FileNotFoundError, PermissionError]
     try:
         from lib.corpus import CorpusError
 
