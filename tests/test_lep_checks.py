@@ -114,9 +114,21 @@ def test_a_model_smaller_than_its_tokenizer_is_refused():
     refused(trio, r"the instruct model has \d+ embedding rows but its tokenizer \d+ tokens")
 
 
-def test_overlap_needs_as_many_shared_rows_as_the_hidden_size():
-    with pytest.raises(LepError, match="10 rows cannot determine a 32 x 32 map"):
-        least_squares(torch.randn(10, 32), torch.randn(10, 32))
+def test_least_squares_leaves_the_directions_the_rows_do_not_determine_alone():
+    generator = torch.Generator().manual_seed(0)
+    A = torch.randn(10, 32, generator=generator, dtype=torch.float64)  # 10 rows: rank 10 of 32
+    M = torch.randn(32, 32, generator=generator, dtype=torch.float64)
+    fit = least_squares(A, A @ M)
+    assert fit.rows == 10 and fit.rank == 10 and fit.residual < 1e-10 and fit.identity_residual > 0.5
+    x = torch.randn(5, 32, generator=generator, dtype=torch.float64)
+    x = x - (x @ torch.linalg.pinv(A)) @ A  # orthogonal to every fitted row
+    torch.testing.assert_close(x @ fit.P, x)
+    assert torch.equal(least_squares(A, A).P, torch.eye(32, dtype=torch.float64))  # T = S: exactly I
+    full = torch.randn(64, 32, generator=generator, dtype=torch.float64)
+    fit = least_squares(full, full @ M)
+    assert fit.rank == 32 and torch.allclose(fit.P, M, atol=1e-10)
+    with pytest.raises(LepError, match="no rows"):
+        least_squares(A[:0], A[:0])
 
 
 def test_adding_a_mode_is_adding_one_function():

@@ -14,7 +14,9 @@ T's new matrix is E_D P (the LEP paper; RefalMachine/ruadapt ``ushanka``):
   taken from E_S and E_T directly (no phi);
 - ``swap``: P = I, D's matrices copied.
 
-Least squares run in float64 on the CPU (``torch.linalg.lstsq``); the result is cast to T's dtype.
+Least squares run in float64 on the CPU (``torch.linalg.lstsq``), taking of the minimisers the one
+nearest the identity (so T = S gives P = I bit for bit, and directions the rows leave open stay as
+D has them; ``least_squares``); the result is cast to T's dtype.
 Adding a mode is adding one function decorated with ``@mode`` (see ``MODES``).
 
 The input embeddings and the output head are fitted separately when untied; when the three
@@ -47,6 +49,7 @@ from lib.vocab.init import SubtokenMap, appends, is_tied, subtoken_map
 DEFAULT_MODE = "conversion"
 CONFIG_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 PIPELINE = ("normalizer", "pre_tokenizer", "decoder")  # what 04's strategies keep from the old tokenizer
+RCOND = 1e-6  # least squares: relative singular-value cutoff (see ``least_squares``)
 CHUNK_ROWS = 8192  # rows of E_D multiplied by P at a time (bounds float64 memory on 100k+ vocabularies)
 
 
@@ -71,6 +74,7 @@ class Fit:
 
     P: Any
     rows: int = 0
+    rank: int | None = None  # directions of P the rows determined (the hidden size when all)
     residual: float | None = None  # ||A P - B||_F / ||B||_F
     identity_residual: float | None = None  # ||A - B||_F / ||B||_F: what P = I would leave
 
@@ -95,17 +99,26 @@ def _lookup(name: str) -> Callable[[Any, Any, FitContext], Fit]:
 
 
 def least_squares(A, B) -> Fit:
-    """P = argmin ||A P - B||_F by ``torch.linalg.lstsq`` in float64 on the CPU."""
+    """P = argmin ||A P - B||_F by ``torch.linalg.lstsq`` in float64 on the CPU.
+
+    Of the minimisers, the one nearest the identity: P = I + argmin ||A X - (B - A)||_F, solved by
+    SVD with singular values below ``RCOND`` times the largest treated as zero (the inputs carry
+    float32 precision at best). A well-conditioned A (every real vocabulary we measured: SmolLM2's
+    input matrix has a condition number near 100) gives the unique minimiser; where the rows do not
+    determine P (fewer rows than the hidden size, or rows spanning less), the undetermined
+    directions are left as they are (P = I there) instead of being set to zero or to noise, so
+    T = S still gives P = I exactly. ``Fit.rank`` says how many directions the rows determined.
+    """
     import torch
 
     A = A.detach().to("cpu", torch.float64)
     B = B.detach().to("cpu", torch.float64)
-    if A.shape[0] < A.shape[1]:
-        raise LepError(f"{A.shape[0]} rows cannot determine a {A.shape[1]} x {A.shape[1]} map: at least the hidden "
-                       "size is needed (mode 'conversion' fits every row of the new vocabulary)")
-    P = torch.linalg.lstsq(A, B, driver="gelsd").solution
+    if A.shape[0] == 0:
+        raise LepError("no rows to fit the map on")
+    solved = torch.linalg.lstsq(A, B - A, rcond=RCOND, driver="gelsd")
+    P = torch.eye(A.shape[1], dtype=torch.float64) + solved.solution
     norm = float(torch.linalg.matrix_norm(B)) or 1.0
-    return Fit(P=P, rows=A.shape[0], residual=float(torch.linalg.matrix_norm(A @ P - B)) / norm,
+    return Fit(P=P, rows=A.shape[0], rank=int(solved.rank), residual=float(torch.linalg.matrix_norm(A @ P - B)) / norm,
                identity_residual=float(torch.linalg.matrix_norm(A - B)) / norm)
 
 
@@ -137,6 +150,7 @@ def swap(base_rows, instruct_rows, context: FitContext) -> Fit:
 @dataclass
 class MatrixReport:
     rows_fitted: int
+    rank: int | None  # below the hidden size: P is the identity in the directions the rows left open
     residual: float | None
     identity_residual: float | None
     map_distance: float  # ||P - I||_F / sqrt(d): 0 when T's matrix is S's
@@ -371,7 +385,7 @@ def propagate(base, instruct, donor, base_tokenizer, donor_tokenizer, instruct_t
         d = fit.P.shape[0]
         report.maps[name] = fit.P
         report.matrices[name] = MatrixReport(
-            rows_fitted=fit.rows, residual=fit.residual, identity_residual=fit.identity_residual,
+            rows_fitted=fit.rows, rank=fit.rank, residual=fit.residual, identity_residual=fit.identity_residual,
             map_distance=float(torch.linalg.matrix_norm(fit.P - torch.eye(d, dtype=fit.P.dtype))) / math.sqrt(d))
         rows = torch.empty(len(tokenizer), d, dtype=target.dtype)
         rows[:n_donor] = _times(get(donor).detach()[:n_donor], fit.P, target.dtype)
