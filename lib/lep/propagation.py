@@ -365,7 +365,11 @@ def propagate(base, instruct, donor, base_tokenizer, donor_tokenizer, instruct_t
     tied = is_tied(instruct)
     base_vocab = base_tokenizer.get_vocab()
     donor_vocab = donor_tokenizer.get_vocab()
-    context = FitContext(mapping=subtoken_map(base_tokenizer, donor_tokenizer),
+    try:
+        mapping = subtoken_map(base_tokenizer, donor_tokenizer)
+    except VocabError as err:
+        raise LepError(f"cannot map the base vocabulary onto the donor's: {err}") from err
+    context = FitContext(mapping=mapping,
                          shared=torch.tensor(sorted(i for t, i in base_vocab.items() if t in donor_vocab),
                                              dtype=torch.long))
     inst_rows = torch.tensor([inst_vocab[t] for t, _ in sorted(base_vocab.items(), key=lambda kv: kv[1])],
