@@ -168,7 +168,7 @@ def build(setup: VocabSetup, log=print):
     start = time.perf_counter()
     new = build_tokenizer(setup.old_tokenizer, setup.train_texts, p.strategy, english_texts=setup.english_texts,
                           **p.strategy_kwargs())
-    save_tokenizer(new, setup.run_dir / "tokenizer", _provenance(setup))
+    save_tokenizer(new, setup.run_dir / "tokenizer", _provenance(setup, new))
     log(f"{p.strategy}: {len(setup.old_tokenizer)} -> {len(new)} tokens in {time.perf_counter() - start:.0f} s")
     return new
 
@@ -212,7 +212,7 @@ def adapt(setup: VocabSetup, new_tokenizer, log=print) -> list[dict[str, Any]]:
         rows.append(_bpc_row(setup, f"{p.strategy} ({p.init})", after))
         log(f"{p.language} test bpc: {before.bits_per_char:.3f} -> {after.bits_per_char:.3f} right after the change "
             f"({p.init} initialisation, no training)")
-    out = save_checkpoint(model.to("cpu"), new_tokenizer, setup.run_dir / "model", _provenance(setup))
+    out = save_checkpoint(model.to("cpu"), new_tokenizer, setup.run_dir / "model", _provenance(setup, new_tokenizer))
     log(f"standalone checkpoint: {out}")
     return rows
 
@@ -228,11 +228,14 @@ def _labels(setup: VocabSetup) -> dict[str, Any]:
     return {"model": p.model, "strategy": p.strategy, "init": p.init if setup.has_model else None}
 
 
-def _provenance(setup: VocabSetup) -> dict[str, Any]:
+def _provenance(setup: VocabSetup, new_tokenizer) -> dict[str, Any]:
+    """What 07_lep_propagate checks a donor by: the old and new vocabulary sizes, the strategy."""
     from lib.params import as_dict
 
-    return {"stage": STAGE, **{k: v for k, v in as_dict(setup.params).items() if k != "run_dir"},
-            "old_vocab": len(setup.old_tokenizer), "run_dir": str(setup.run_dir)}
+    p = setup.params
+    return {"stage": STAGE, "base_model": p.model, "strategy": p.strategy, "init": p.init,
+            "old_vocab": len(setup.old_tokenizer), "vocab_size": len(new_tokenizer),
+            "params": {k: v for k, v in as_dict(p).items() if k != "run_dir"}, "run_dir": str(setup.run_dir)}
 
 
 def _head_chars(texts: list[str], max_chars: int) -> list[str]:
