@@ -8,6 +8,7 @@ an existing corpus of the same tag was built with the same parameters); the driv
 command line and sweeps) call it after these.
 
 The checks read the parameters by their common names (``model``, ``models``, ``tokenizers``,
+``base``, ``instruct``, ``donor``,
 ``language`` + ``corpus_tag``, ``english_corpus_tag``, ``mode``), so they hold for every stage.
 """
 
@@ -42,7 +43,8 @@ def check(stage: str, params, *, planned_runs: Collection[str] = (),
 
 
 def model_specs(params) -> list[str]:
-    specs = [getattr(params, "model", None)] + list(getattr(params, "models", None) or [])
+    specs = [getattr(params, name, None) for name in ("model", "base", "instruct", "donor")]
+    specs += list(getattr(params, "models", None) or [])
     specs += list(getattr(params, "tokenizers", None) or [])
     return [s for s in specs if s]
 
