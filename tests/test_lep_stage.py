@@ -12,8 +12,12 @@ from lib import stages
 from lib.stages import lep_propagate as LEP
 
 
+def test_the_three_models_must_be_named_before_a_run_starts():
+    with pytest.raises(P.ParamsError, match="instruct, donor must name a model"):
+        LEP.check(stages.resolve(LEP.STAGE))
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({}, "instruct must name a model"),
     ({"instruct": "x", "donor": "y", "mode": "average"}, "mode must be one of"),
     ({"instruct": "x", "donor": "y", "language": "en"}, "unknown language 'en'"),
 ])

@@ -23,8 +23,9 @@ def test_demo_sweep_expands_into_six_distinct_runs():
 
 
 def test_profile_and_overrides_reach_every_applicable_step():
-    plan = S.load_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny", overrides={"seed": 7})
-    assert all(r.params.corpus_tag == "tiny" for r in plan.runs)
+    plan = S.load_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny",
+                        overrides={"seed": 7, "corpus_tag": "seed-7"})  # no corpus of that tag exists yet
+    assert all(r.params.corpus_tag == "seed-7" for r in plan.runs)
     assert [r.params.seed for r in plan.runs if r.stage == "01_prepare_data"] == [7, 7, 7]
 
 

@@ -58,9 +58,6 @@ class LepPropagateParams:
         check_language(self.language, ("pl", "tr", "ru"))
         check_choice("mode", self.mode, tuple(MODES))
         check_choice("device", self.device, DEVICES)
-        for key in ("base", "instruct", "donor"):
-            if not getattr(self, key):
-                raise ParamsError(f"{key} must name a model (see the notebook's first cell)")
         for key in ("test_max_chars", "english_max_chars"):
             check_positive(key, getattr(self, key), allow_zero=True)
         for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
@@ -68,6 +65,15 @@ class LepPropagateParams:
 
 
 Params = LepPropagateParams
+
+
+def check(params: LepPropagateParams) -> None:
+    """Before a run starts (the command line and sweeps call it): the three models are named.
+    (Empty defaults keep the notebook's parameters cell valid as it is committed.)"""
+    missing = [key for key in ("base", "instruct", "donor") if not getattr(params, key)]
+    if missing:
+        raise ParamsError(f"{', '.join(missing)} must name a model: base S, its instruct model T, and the donor D "
+                          "(a 04_vocab_adapt run, usually trained by 03_lapt in embeddings mode)")
 
 
 # ---------------------------------------------------------------- steps
@@ -95,6 +101,7 @@ def prepare(params: LepPropagateParams, run_dir: str | Path, log=print) -> LepSe
     from lib.lep import check_compatible, check_tokenizers
     from lib.models import load_model_and_tokenizer
 
+    check(params)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     models, tokenizers = {}, {}
