@@ -145,6 +145,19 @@ def test_training_sequences_respect_token_budget(shared_cache):
     assert again == sequences  # deterministic
 
 
+def test_training_sequences_respect_character_budget(shared_cache):
+    from lib.models import load_tokenizer
+
+    tokenizer = load_tokenizer("tiny-random")
+    corpus = tiny_corpus("pl")["train"]
+    sequences, stats = D.training_sequences(tokenizer, corpus["text"], corpus["id"], max_chars=3000)
+    longest = max(map(len, corpus["text"]))
+    assert 3000 <= stats.n_chars < 3000 + longest
+    both, both_stats = D.training_sequences(tokenizer, corpus["text"], corpus["id"], max_chars=3000,
+                                            max_tokens=200)
+    assert both_stats.n_tokens < stats.n_tokens and both == sequences[:len(both)]  # the first limit reached ends
+
+
 # ---------------------------------------------------------------- bad input stops before training
 
 

@@ -54,6 +54,7 @@ class LaptParams:
     max_steps: int = 0  # optimizer steps; 0 = num_epochs passes over the training tokens
     num_epochs: float = 1.0  # passes over the training tokens when max_steps is 0
     max_train_tokens: int = 120_000  # tokens taken from the train split, source-mixed (0 = all)
+    max_train_chars: int = 0  # also stop at this many characters (0 = no limit): equal text for two tokenizers
     precision: str = "auto"  # auto (bf16 where the hardware supports it), bf16 or fp32
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     eval_steps: int = 20  # validation bpc every N optimizer steps (0 = only before/after)
@@ -83,7 +84,8 @@ class LaptParams:
             raise ParamsError(f"block_size must be at least 2 tokens, got {self.block_size}")
         for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
             check_positive(key, getattr(self, key))
-        for key in ("max_train_tokens", "val_max_chars", "test_max_chars", "english_max_chars"):
+        for key in ("max_train_tokens", "max_train_chars", "val_max_chars", "test_max_chars",
+                    "english_max_chars"):
             check_positive(key, getattr(self, key), allow_zero=True)
         if self.eval_stride > self.eval_max_length:
             raise ParamsError(f"eval_stride ({self.eval_stride}) must not exceed eval_max_length "
@@ -171,7 +173,7 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
 
     texts, ids = split_documents(params.language, params.corpus_tag, "train")
     sequences, stats = D.training_sequences(tokenizer, texts, ids, max_tokens=params.max_train_tokens,
-                                            seed=params.seed)
+                                            max_chars=params.max_train_chars, seed=params.seed)
     D.check_enough_tokens(stats, params.block_size, f"the {params.language}/{params.corpus_tag} train split")
     val_texts: list[str] = []
     if params.eval_steps:

@@ -46,17 +46,19 @@ class TokenStats:
 
 
 def training_sequences(tokenizer, texts: list[str], ids: list[str], *, max_tokens: int = 0,
-                       seed: int = 0) -> tuple[list[list[int]], TokenStats]:
-    """Documents in a deterministic source-mixed order, cut after ``max_tokens`` tokens (0 = all)."""
+                       max_chars: int = 0, seed: int = 0) -> tuple[list[list[int]], TokenStats]:
+    """Documents in a deterministic source-mixed order, cut after ``max_tokens`` tokens or
+    ``max_chars`` characters, whichever comes first (0 = no limit). A budget in characters
+    gives two tokenizers the same text: a better tokenizer packs more text into a token."""
     ordered = select_texts(texts, ids, 0, seed=seed)
     sequences = document_token_ids(tokenizer, ordered)
-    kept, total = [], 0
-    for seq in sequences:
-        if max_tokens and total >= max_tokens:
+    kept, total, chars = [], 0, 0
+    for text, seq in zip(ordered, sequences):
+        if (max_tokens and total >= max_tokens) or (max_chars and chars >= max_chars):
             break
         kept.append(seq)
         total += len(seq)
-    chars = sum(len(t) for t in ordered[:len(kept)])
+        chars += len(text)
     return kept, TokenStats(n_docs=len(kept), n_tokens=total, n_chars=chars)
 
 
@@ -72,4 +74,4 @@ def check_enough_tokens(stats: TokenStats, block_size: int, what: str) -> None:
     if stats.n_tokens < block_size:
         raise TrainingSetupError(
             f"{what} has only {stats.n_tokens} tokens, fewer than one block of {block_size}: "
-            f"nothing to train on (raise max_train_tokens or lower block_size)")
+            f"nothing to train on (raise max_train_tokens / max_train_chars or lower block_size)")
