@@ -26,6 +26,8 @@ directory is a model for every later stage)::
         params: {model: "@c", language: tr}
 
 A referenced step must expand to exactly one run and come earlier in the file.
+A step's ``label`` (a string) names its rows in the table (column ``label``) and figures,
+where the varying parameters alone (a run directory as a model) would not say what it is.
 
 Every run's parameters are resolved and validated before the first run
 starts, so a typo in the last step fails in a second, not after an hour.
@@ -46,7 +48,7 @@ from lib.params import ParamsError, field_names, load_yaml
 from lib.paths import RESULTS_DIR, runs_dir
 
 SWEEP_KEYS = {"name", "table", "figures", "steps", "description", "profile"}
-STEP_KEYS = {"id", "notebook", "params", "grid", "collect"}
+STEP_KEYS = {"id", "notebook", "params", "grid", "collect", "label"}
 REFERENCE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
 LEADING_COLUMNS = ["model", "language", "task", "split", "source", "stage", "n_shot", "metric", "value"]
 
@@ -61,6 +63,7 @@ class PlannedRun:
     params: Any
     varying: dict[str, Any]
     collect: bool
+    label: str = ""  # the step's name for its rows in tables and figures ("" = none)
     run_dir: Path = field(init=False)
 
 
@@ -119,6 +122,9 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
             raise SweepError(f"{where}: id must be a word (letters, digits, - _ .), got {step_id!r}")
         if step_id in step_runs:
             raise SweepError(f"{where}: id {step_id!r} is used twice")
+        label = step.get("label", "")
+        if not isinstance(label, str):
+            raise SweepError(f"{where}: label must be a string, got {label!r}")
         grid = step.get("grid") or {}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -132,7 +138,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
                 resolved = stages.resolve(stage, profile=profile, overrides=values)
             except ParamsError as exc:
                 raise SweepError(f"{where}: {exc}") from exc
-            run = PlannedRun(stage, resolved, varying, bool(step.get("collect", False)))
+            run = PlannedRun(stage, resolved, varying, bool(step.get("collect", False)), label)
             run.run_dir = runs.run_path(stage, resolved)
             places.append(where)
             planned.append(run)
@@ -267,8 +273,9 @@ def collect_rows(sweep: Sweep) -> pd.DataFrame:
         if not run.collect or not runs.is_complete(run.run_dir):
             continue
         for row in runs.load_metrics(run.run_dir)["rows"]:
+            named = {"label": run.label} if run.label else {}
             rows.append({**{k: v for k, v in run.varying.items() if k not in row},
-                         **row, "run_id": run.run_dir.name})
+                         **row, **named, "run_id": run.run_dir.name})
     return tidy(pd.DataFrame(rows))
 
 

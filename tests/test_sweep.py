@@ -110,3 +110,26 @@ steps:
 def test_bad_references(tmp_path, text, message):
     with pytest.raises(S.SweepError, match=message):
         S.load_sweep(write(tmp_path, text))
+
+
+def test_a_step_label_names_its_rows(tmp_path, monkeypatch):
+    path = write(tmp_path, """
+steps:
+  - notebook: 01_prepare_data
+    grid: {language: [tr, en]}
+  - notebook: 03_lapt
+    label: no v
+    params: {language: tr}
+    collect: true
+  - notebook: 03_lapt
+    params: {language: tr, max_steps: 3}
+    collect: true
+""")
+    plan = S.load_sweep(path)
+    assert [run.label for run in plan.runs[2:]] == ["no v", ""]
+    monkeypatch.setattr(runs, "is_complete", lambda run_dir: True)
+    monkeypatch.setattr(runs, "load_metrics", lambda run_dir: {"rows": [{"metric": "bpc", "value": 1.0}]})
+    frame = S.collect_rows(plan)
+    assert sorted(frame["label"].fillna("")) == ["", "no v"]  # the unlabelled step's row has none
+    with pytest.raises(S.SweepError, match="label must be a string"):
+        S.load_sweep(write(tmp_path, "steps:\n  - notebook: 01_prepare_data\n    label: [a]"))

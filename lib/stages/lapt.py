@@ -437,6 +437,8 @@ def _bpc_frame(rows):
     for column in ("mode", "model"):  # name what differs between runs, nothing else
         if column in frame and frame[column].nunique() > 1:
             label = label + "\n" + frame[column].astype(str)
+    if "label" in frame:  # a sweep step's own name says it better
+        label = frame["label"].where(frame["label"].notna(), label)
     frame["run"] = label
     return frame
 
@@ -516,4 +518,25 @@ def lapt_cpu_bpc_figure(results_dir: Path) -> Path:
     return save(plot_before_after(table, title=title), results_dir, "lapt_cpu_bpc")
 
 
-FIGURES = {"lapt_bpc": lapt_bpc_figure, "lapt_cpu_bpc": lapt_cpu_bpc_figure}
+def vocab_lapt_ru_figure(results_dir: Path) -> Path:
+    """Each tokenizer strategy of 04 followed by embeddings-only LAPT, against the unchanged
+    model on the same characters (results/tables/vocab_lapt_ru.csv)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "vocab_lapt_ru.csv")
+    title = "New vocabulary + embeddings-only LAPT on ru, equal characters: bpc before and after"
+    return save(plot_before_after(table, title=title), results_dir, "vocab_lapt_ru")
+
+
+def llamaturk_v_figure(results_dir: Path) -> Path:
+    """LlamaTurk's v: 1000 added Turkish tokens with and without trained rows, against no v
+    (results/tables/llamaturk_v.csv)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "llamaturk_v.csv")
+    title = "LlamaTurk's v on tr (SmolLM2-135M): bits per character before and after LAPT"
+    return save(plot_before_after(table, title=title), results_dir, "llamaturk_v")
+
+
+FIGURES = {"lapt_bpc": lapt_bpc_figure, "lapt_cpu_bpc": lapt_cpu_bpc_figure,
+           "vocab_lapt_ru": vocab_lapt_ru_figure, "llamaturk_v": llamaturk_v_figure}
