@@ -53,8 +53,8 @@ def corpora(stage: str, params) -> list[tuple[str, str]]:
     """The (language, corpus_tag) pairs a run reads."""
     if not hasattr(params, "corpus_tag") or not hasattr(params, "language"):
         return []
-    if stage == "08_evaluate" and not _needs_offline_tasks(params):
-        return []
+    if stage == "08_evaluate":
+        return _evaluation_corpora(params)
     pairs = [(params.language, params.corpus_tag)]
     if getattr(params, "english_max_chars", 0) and params.language != "en":
         pairs.append(("en", getattr(params, "english_corpus_tag", "") or params.corpus_tag))
@@ -83,8 +83,14 @@ def check_corpus(language: str, tag: str, planned: Collection[tuple[str, str]] =
                       f"python -m lib prepare --language {language} -p corpus_tag={tag}")
 
 
-def _needs_offline_tasks(params) -> bool:
+def _evaluation_corpora(params) -> list[tuple[str, str]]:
+    """08_evaluate reads the corpus of each offline task's own language (``copy:en`` reads the
+    English one), and that of ``language`` for the speed prompts."""
     from lib.tasks.evaluation import resolve_task_ids
     from lib.tasks.offline import OFFLINE
 
-    return any(t.partition(":")[0] in OFFLINE for t in resolve_task_ids(params.tasks, params.language))
+    languages = [params.language] if getattr(params, "speed_prompts", 0) else []
+    for family, _, language in (t.partition(":") for t in resolve_task_ids(params.tasks, params.language)):
+        if family in OFFLINE:
+            languages.append(language)
+    return [(language, params.corpus_tag) for language in dict.fromkeys(languages)]

@@ -30,6 +30,7 @@ def small_task(n_train: int = 20) -> Task:
         ({"task": "word_sense_choice"}, "exists for ru"),
         ({"task": "topic_classification:tr"}, "is in tr"),
         ({"task": "nonsense"}, "unknown offline task"),
+        ({"task": "copy"}, "test split alone"),
         ({"chain": "c i t"}, "without spaces"),
         ({"route": "prompt"}, "route must be one of"),
         ({"mode": "qlora"}, "mode must be one of"),

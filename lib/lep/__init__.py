@@ -5,7 +5,8 @@
                                          mode="conversion")
     save_checkpoint(model, tokenizer, run_dir / "model", report.as_dict())
 
-Below every stage: imports no stage module. See ``lib.lep.propagation`` for the method.
+Below every stage: imports no stage module. See ``lib.lep.propagation`` for the method, and
+``lib.lep.calibration`` for self-calibration (the result tuned on the instruct model's own answers).
 """
 
 from lib.lep.propagation import (

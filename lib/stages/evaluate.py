@@ -2,7 +2,11 @@
 majority and bootstrap intervals; the ``benchmarks`` figure.
 
 The building blocks are ``lib.tasks`` (tasks, scoring, metrics, the dot plot);
-this stage runs every model on every task it names.
+this stage runs every model on every task it names. Copy tasks (``copy``, ``copy:en``)
+run zero-shot only. With ``speed_prompts > 0`` every model also generates
+``speed_new_tokens`` tokens after that many target-language test paragraphs
+(``lib.speed``), and its rows get ``chars_per_second``, ``tokens_per_second`` and
+``tokens_per_char`` (timings: these columns vary from run to run, the scores do not).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from lib.params import (
     check_positive,
     check_shots,
 )
-from lib.tasks.base import SAMPLING, TaskError
+from lib.tasks.base import SAMPLING, ZERO_SHOT_KINDS, TaskError
 from lib.tasks.evaluation import evaluate_task, load_task, resolve_task_ids
 
 STAGE = "08_evaluate"
@@ -43,6 +47,8 @@ class EvaluateParams:
     max_batch_tokens: int = 4096  # tokens per forward pass (several items share one)
     n_bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
     hub_data_dir: str = ""  # local copies of hub datasets (<dir>/<owner>__<name>[/<config>]); empty means the hub
+    speed_prompts: int = 0  # generation speed on this many test paragraphs of `language` per model; 0 is off
+    speed_new_tokens: int = 128  # tokens generated per speed prompt (read only when speed_prompts > 0)
     dtype: str = "float32"  # float32, bfloat16 or float16 (bfloat16 for 7B models on a GPU)
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
@@ -59,21 +65,43 @@ class EvaluateParams:
         if self.max_batch_tokens < 64:
             raise ParamsError(f"max_batch_tokens must be at least 64, got {self.max_batch_tokens}")
         check_positive("n_bootstrap", self.n_bootstrap, allow_zero=True)
+        check_positive("speed_prompts", self.speed_prompts, allow_zero=True)
+        check_positive("speed_new_tokens", self.speed_new_tokens)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("device", self.device, DEVICES)
         try:
-            resolve_task_ids(self.tasks, self.language)
+            ids = resolve_task_ids(self.tasks, self.language)
         except TaskError as exc:
             raise ParamsError(f"tasks: {exc}") from exc
+        from lib.tasks.offline import ZERO_SHOT_FAMILIES
+
+        zero_shot_only = [t for t in ids if t.partition(":")[0] in ZERO_SHOT_FAMILIES]
+        if zero_shot_only and 0 not in self.shots:
+            raise ParamsError(f"shots: {', '.join(zero_shot_only)} run(s) zero-shot only, and shots "
+                              f"{self.shots} has no 0")
+
+    def inapplicable(self) -> set[str]:
+        return {"speed_new_tokens"} if self.speed_prompts == 0 else set()
+
+    def why_inapplicable(self) -> str:
+        return "speed_prompts 0 (the speed measure is off)"
 
 
 Params = EvaluateParams
+
+
+SPEED_COLUMNS = ("chars_per_second", "tokens_per_second", "tokens_per_char")  # added to a model's rows
 
 
 def build_tasks(params: EvaluateParams) -> dict[str, Any]:
     """The tasks the parameters name, built once (task id -> Task)."""
     return {t: load_task(t, corpus_tag=params.corpus_tag, hub_data_dir=params.hub_data_dir)
             for t in resolve_task_ids(params.tasks, params.language)}
+
+
+def task_shots(task, shots: list[int]) -> list[int]:
+    """The shot counts that run for ``task``: all of ``shots``, or 0 alone for a zero-shot-only kind."""
+    return [k for k in shots if k == 0] if task.kind in ZERO_SHOT_KINDS else list(shots)
 
 
 def evaluate_models(params: EvaluateParams, tasks: list | None = None,
@@ -85,6 +113,7 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
     every model answers the same prompts.
     """
     from lib.models import device_name, load_model_and_tokenizer, resolve_device
+    from lib.speed import generation_speed, speed_prompts
 
     p = params
     models, shots, max_items = p.models, p.shots, p.max_items
@@ -94,11 +123,23 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
             f"{min(task.n_available, max_items) if max_items else task.n_available}")
     rows: list[dict[str, Any]] = []
     predictions: list[dict[str, Any]] = []
-    timings: dict[str, Any] = {"device": device_name(), "runs": []}
+    timings: dict[str, Any] = {"device": device_name(), "runs": [], "speed": []}
+    prompts = speed_prompts(p.language, p.corpus_tag, p.speed_prompts) if p.speed_prompts else []
     for name in models:
         model, tokenizer = load_model_and_tokenizer(name, dtype=p.dtype, device=resolve_device(p.device))
+        speed: dict[str, Any] = {}
+        if prompts:
+            measured = generation_speed(model, tokenizer, prompts, new_tokens=p.speed_new_tokens)
+            speed = {k: measured.summary()[k] for k in SPEED_COLUMNS}
+            timings["speed"].append({"model": name, **measured.summary()})
+            log(f"{name}: {measured.chars_per_second:.1f} chars/s, {measured.tokens_per_second:.1f} tokens/s, "
+                f"{measured.tokens_per_char:.3f} tokens/char ({measured.prompts} prompts x "
+                f"{measured.new_tokens} new tokens, {measured.seconds:.1f} s)")
+        first_row = len(rows)
         for task in tasks:
-            for n_shot in shots:
+            if task_shots(task, shots) != list(shots):
+                log(f"{task.id} is zero-shot only: shots {[k for k in shots if k]} skipped")
+            for n_shot in task_shots(task, shots):
                 start = time.perf_counter()
                 task_rows, task_preds = evaluate_task(
                     model, tokenizer, task, n_shot, model_name=name, seed=p.seed, sampling=p.fewshot_sampling,
@@ -114,6 +155,8 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
                 timings["runs"].append({"model": name, "task": task.id, "n_shot": n_shot, "n": n,
                                         "seconds": round(seconds, 2),
                                         "items_per_second": round(n / seconds, 2)})
+        for row in rows[first_row:]:
+            row.update(speed)
         del model
     return rows, predictions, timings
 

@@ -7,8 +7,11 @@ T's new matrix is D's times a d x d map P fitted between S's and T's old embeddi
 (``lib.lep``). The steps, which the notebook calls one by one::
 
     setup = prepare(params, run_dir)     # S, T, D and their tokenizers; every check first
-    model, tokenizer, report = propagate(setup)   # P fitted per matrix; <run>/model written
-    rows = score(setup, model, tokenizer)         # bits per character, chars/token: T and the result
+    pairs = calibration_data(setup)      # calibrate=True: T answers the calibration prompts
+    model, tokenizer, report = propagate(setup)   # P fitted per matrix; the checkpoint written
+    trainer = calibration_trainer(setup, pairs)   # calibrate=True: LoRA on T's answers (SFT of 05)
+    calibration = calibrate(setup, trainer)       # trained (resumed), merged into <run>/model
+    rows = score(setup, model, tokenizer, calibration)  # bits per character, chars/token
 
 Modes (``mode``, registered in ``lib.lep.MODES``): ``conversion`` (P fitted on every row of
 the old matrices mapped onto the new vocabulary by sub-token means, as the authors' pipeline
@@ -16,8 +19,24 @@ does by default), ``overlap`` (P fitted on the tokens both vocabularies share), 
 (P = I: D's embeddings copied). ``layer_deltas`` also adds D's layer changes (D minus S, a
 donor trained with LoRA and embeddings) to T's layers.
 
-Self-calibration, the copy task and generation speed are the next steps of this stage
-(not built yet).
+Self-calibration (``calibrate=True``; ``lib.lep.calibration``), the paper's optional last step:
+T itself (its original tokenizer and chat template) answers prompts greedily, before
+propagation changes it: ``calibration_prompts`` per language of ``calibration_languages``
+(``target``: the instruction set's train-split prompts; ``en``: English instructions over the
+English side of its train-split translations), plus ``calibration_copy_examples`` paragraphs of
+the corpus's train split to repeat verbatim. The pairs are recorded in
+``<run>/calibration/pairs.jsonl`` (``pairs.json``: their settings and counts; a rerun with the
+same settings reuses them). The propagated model is then tuned on them with a LoRA adapter
+(``lora_*``, ``learning_rate``, ``max_steps``, ... as in 05), loss on the answer only, through
+05's SFT path; checkpoints in ``<run>/calibration/checkpoints`` (a killed run resumes from the
+last), the adapter, ``train_log.csv`` and TensorBoard events beside them.
+
+Checkpoints: without calibration the propagated model is ``<run>/model``. With it, the run's
+result (what later stages load from the run directory) is the calibrated model, adapter merged,
+in ``<run>/model``, and the uncalibrated propagated model stays in ``<run>/propagated``.
+``score`` covers T, the propagated and the calibrated model (``lep-<mode>-calibrated``).
+
+The copy task and generation speed are measured by ``08_evaluate`` on the run's model.
 """
 
 from __future__ import annotations
@@ -28,8 +47,18 @@ from pathlib import Path
 from typing import Any
 
 from lib.params import DEVICES, ParamsError, check_choice, check_language, check_positive
+from lib.training.arguments import check_train_fields
+from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_values
 
 STAGE = "07_lep_propagate"
+MODEL_DIR = "model"  # the run's result
+PROPAGATED_DIR = "propagated"  # the propagated model when calibration follows
+CALIBRATION_DIR = "calibration"  # pairs, checkpoints, adapter, logs of the calibration
+TRAIN_FIELDS = ("learning_rate", "lr_scheduler", "warmup_ratio", "num_epochs", "max_steps", "batch_size",
+                "grad_accum", "max_length", "save_steps", "log_steps", "precision", "seed")
+CALIBRATION_FIELDS = ("calibration_prompts", "calibration_languages", "calibration_max_new_tokens",
+                      "calibration_batch_size", "calibration_copy_examples", *LORA_FIELDS, *TRAIN_FIELDS)
+GENERATION_FIELDS = ("calibration_languages", "calibration_max_new_tokens", "calibration_batch_size")
 
 
 @dataclass
@@ -49,31 +78,90 @@ class LepPropagateParams:
     eval_max_length: int = 1024  # tokens per scoring window
     eval_stride: int = 512  # new tokens per scoring window
     eval_batch_size: int = 8  # windows per scoring forward pass
-    device: str = "auto"  # auto, cpu or cuda (scoring)
+    device: str = "auto"  # auto, cpu or cuda (scoring, T's answers, calibration)
+    calibrate: bool = False  # self-calibration: LoRA on T's own answers (the fields below)
+    calibration_prompts: int = 200  # prompts per calibration language (instruction set's train split)
+    calibration_languages: list[str] = field(default_factory=lambda: ["target", "en"])  # target and/or en
+    calibration_max_new_tokens: int = 256  # tokens T may answer per prompt (greedy)
+    calibration_batch_size: int = 16  # prompts per generation batch of T
+    calibration_copy_examples: int = 0  # train-split paragraphs to repeat verbatim, added to the pairs
+    lora_r: int | None = None  # calibration LoRA rank; None = 32
+    lora_alpha: int | None = None  # None = 16
+    lora_dropout: float | None = None  # None = 0.05
+    lora_target_modules: list[str] | None = None  # None = all-linear
+    learning_rate: float = 2e-4  # calibration: peak rate after warmup
+    lr_scheduler: str = "cosine"  # cosine, linear or constant_with_warmup
+    warmup_ratio: float = 0.05  # fraction of the steps spent in warmup
+    num_epochs: float = 1.0  # passes over the pairs when max_steps is 0
+    max_steps: int = 0  # optimizer steps; 0 = num_epochs passes
+    batch_size: int = 8  # pairs per micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    max_length: int = 512  # tokens per pair (prompt and answer, chat markup included)
+    save_steps: int = 50  # checkpoint every N steps (0 = none, so no resume)
+    log_steps: int = 10  # training loss logged every N steps
+    precision: str = "auto"  # calibration: auto (bf16 where supported), bf16 or fp32
+    seed: int = 1234  # calibration: prompt draw, data order, adapter initialisation
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
     def validate(self) -> None:
         from lib.lep import MODES
+        from lib.lep.calibration import CalibrationError, languages
 
         check_language(self.language, ("pl", "tr", "ru"))
         check_choice("mode", self.mode, tuple(MODES))
         check_choice("device", self.device, DEVICES)
-        for key in ("test_max_chars", "english_max_chars"):
+        for key in ("test_max_chars", "english_max_chars", "calibration_prompts", "calibration_copy_examples"):
             check_positive(key, getattr(self, key), allow_zero=True)
-        for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
+        for key in ("eval_max_length", "eval_stride", "eval_batch_size", "calibration_max_new_tokens",
+                    "calibration_batch_size", "max_length"):
             check_positive(key, getattr(self, key))
+        check_train_fields(self)
+        check_lora_fields(self)
+        try:
+            codes = languages(self.calibration_languages, self.language)
+        except CalibrationError as exc:
+            raise ParamsError(f"calibration_languages: {exc}") from None
+        if self.calibrate and not (self.calibration_prompts or self.calibration_copy_examples):
+            raise ParamsError("calibrate=True needs calibration_prompts or calibration_copy_examples above 0")
+        if self.calibrate and self.calibration_prompts and not codes:
+            raise ParamsError("calibration_languages must name target and/or en (or set calibration_prompts 0 "
+                              "to calibrate on copy examples only)")
+
+    def inapplicable(self) -> set[str]:
+        """Every calibration field without calibration; T's generation settings when T is asked nothing."""
+        if not self.calibrate:
+            return set(CALIBRATION_FIELDS)
+        return set(GENERATION_FIELDS) if not self.calibration_prompts else set()
+
+    def why_inapplicable(self) -> str:
+        if not self.calibrate:
+            return "calibrate=False, which runs no self-calibration (set calibrate=true to use them)"
+        return "calibration_prompts=0, which asks T nothing (copy examples only)"
 
 
 Params = LepPropagateParams
 
 
 def check(params: LepPropagateParams) -> None:
-    """Before a run starts (the command line and sweeps call it): the three models are named.
+    """Before a run starts (the command line and sweeps call it): the three models are named,
+    and for calibration T (when it is already a local checkpoint) has a chat template.
     (Empty defaults keep the notebook's parameters cell valid as it is committed.)"""
     missing = [key for key in ("base", "instruct", "donor") if not getattr(params, key)]
     if missing:
         raise ParamsError(f"{', '.join(missing)} must name a model: base S, its instruct model T, and the donor D "
                           "(a 04_vocab_adapt run, usually trained by 03_lapt in embeddings mode)")
+    if params.calibrate and Path(params.instruct).expanduser().is_dir():
+        from lib.lep.calibration import CalibrationError, check_chat_template
+        from lib.models import ModelSpecError, load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(params.instruct)
+        except ModelSpecError:
+            return  # not a checkpoint (yet): the model checks say so, and prepare() checks again
+        try:
+            check_chat_template(tokenizer, params.instruct)
+        except CalibrationError as exc:
+            raise ParamsError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- steps
@@ -87,21 +175,33 @@ class LepSetup:
     tokenizers: dict[str, Any]
     donor_provenance: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    device: str = "cpu"  # T's answers, calibration and scoring
+    precision: str = "fp32"  # calibration training
+    propagated: bool = False  # T's weights in ``models["instruct"]`` were replaced by propagate()
 
     def summary(self) -> dict[str, Any]:
         p = self.params
-        return {"base": p.base, "instruct": p.instruct, "donor": p.donor, "mode": p.mode,
-                "layer_deltas": p.layer_deltas,
-                "vocab": {name: len(tok) for name, tok in self.tokenizers.items()},
-                "donor_strategy": self.donor_provenance.get("strategy"), "notes": self.notes}
+        out = {"base": p.base, "instruct": p.instruct, "donor": p.donor, "mode": p.mode,
+               "layer_deltas": p.layer_deltas,
+               "vocab": {name: len(tok) for name, tok in self.tokenizers.items()},
+               "donor_strategy": self.donor_provenance.get("strategy"), "calibrate": p.calibrate,
+               "notes": self.notes}
+        if p.calibrate:
+            out["calibration"] = {"prompts": p.calibration_prompts, "languages": p.calibration_languages,
+                                  "copy_examples": p.calibration_copy_examples, "lora": lora_values(p),
+                                  "device": self.device, "precision": self.precision}
+        return out
 
 
 def prepare(params: LepPropagateParams, run_dir: str | Path, log=print) -> LepSetup:
-    """Load S, T and D (float32) with their tokenizers and check that they can be combined."""
+    """Load S, T and D (float32) with their tokenizers and check that they can be combined; for
+    calibration, T's chat template, the lengths and the precision are checked before any loading."""
     from lib.lep import check_compatible, check_tokenizers
-    from lib.models import load_model_and_tokenizer
+    from lib.models import load_model_and_tokenizer, resolve_device
 
     check(params)
+    device = resolve_device(params.device)
+    precision = _check_calibration(params, device) if params.calibrate else "fp32"
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     models, tokenizers = {}, {}
@@ -110,10 +210,27 @@ def prepare(params: LepPropagateParams, run_dir: str | Path, log=print) -> LepSe
     provenance = donor_provenance(params.donor)
     check_compatible(models["base"], models["instruct"], models["donor"])
     kind = check_tokenizers(tokenizers["base"], tokenizers["donor"], tokenizers["instruct"], provenance or None)
-    setup = LepSetup(params, run_dir, models, tokenizers, provenance, [f"donor tokenizer: {kind}"])
+    if params.calibrate:
+        from lib.training.modes import check_target_modules
+
+        check_target_modules(models["instruct"], lora_values(params)["target_modules"])  # the result's layers are T's
+    setup = LepSetup(params, run_dir, models, tokenizers, provenance, [f"donor tokenizer: {kind}"], device,
+                     precision)
     log(f"S {len(tokenizers['base'])}, T {len(tokenizers['instruct'])}, D {len(tokenizers['donor'])} tokens; "
-        f"mode {params.mode}")
+        f"mode {params.mode}" + (f"; calibration on {device}/{precision}" if params.calibrate else ""))
     return setup
+
+
+def _check_calibration(params: LepPropagateParams, device: str) -> str:
+    """T has a chat template, the pairs fit its context, the precision is possible: the
+    training precision."""
+    from lib.lep.calibration import check_chat_template
+    from lib.models import check_context, load_tokenizer
+    from lib.training.modes import resolve_precision
+
+    check_chat_template(load_tokenizer(params.instruct), params.instruct)
+    check_context(params.instruct, max_length=params.max_length)
+    return resolve_precision(params.precision, device)
 
 
 def donor_provenance(spec: str) -> dict[str, Any]:
@@ -137,33 +254,176 @@ def donor_provenance(spec: str) -> dict[str, Any]:
     return {}
 
 
+def propagated_dir(setup: LepSetup) -> Path:
+    """Where the propagated model goes: the run's model, or beside it when calibration follows."""
+    return setup.run_dir / (PROPAGATED_DIR if setup.params.calibrate else MODEL_DIR)
+
+
 def propagate(setup: LepSetup, log=print):
-    """T with D's embeddings (T is changed in place), saved with its tokenizer in ``<run>/model``."""
+    """T with D's embeddings (T is changed in place), saved with its tokenizer in ``<run>/model``
+    (``<run>/propagated`` with calibrate=True)."""
     from lib.lep import propagate as lep_propagate
     from lib.vocab import save_checkpoint
 
     p = setup.params
     m, t = setup.models, setup.tokenizers
+    setup.propagated = True  # from here on (even if it fails half-way) T's weights are not T's
     model, tokenizer, report = lep_propagate(m["base"], m["instruct"], m["donor"], t["base"], t["donor"],
                                              t["instruct"], mode=p.mode, layer_deltas=p.layer_deltas,
                                              provenance=setup.donor_provenance or None)
     record = report.as_dict()
-    save_checkpoint(model, tokenizer, setup.run_dir / "model",
+    out = propagated_dir(setup)
+    save_checkpoint(model, tokenizer, out,
                     {"stage": STAGE, "base": p.base, "instruct": p.instruct, "donor": p.donor, "mode": p.mode,
                      "layer_deltas": p.layer_deltas, "report": record})
-    log(f"propagated ({p.mode}): {len(tokenizer)} tokens; checkpoint in {setup.run_dir / 'model'}")
+    log(f"propagated ({p.mode}): {len(tokenizer)} tokens; checkpoint in {out}")
     return model, tokenizer, record
 
 
-def score(setup: LepSetup, model, tokenizer, log=print) -> list[dict[str, Any]]:
-    """Bits per character and characters per token on the target and English test text: the
-    instruct model T as it was, and the propagated model."""
-    from lib.corpus.select import select_texts, split_documents
-    from lib.lm_metrics import score_texts
-    from lib.models import load_model_and_tokenizer, resolve_device
+# ---------------------------------------------------------------- self-calibration
+
+
+def calibration_settings(params: LepPropagateParams) -> dict[str, Any]:
+    """What the calibration pairs depend on (saved pairs are reused while these are the same)."""
+    from lib.lep.calibration import languages
+
+    return {"instruct": params.instruct, "language": params.language, "corpus_tag": params.corpus_tag,
+            "prompts": params.calibration_prompts,
+            "languages": languages(params.calibration_languages, params.language) if params.calibration_prompts
+            else [], "max_new_tokens": params.calibration_max_new_tokens,
+            "copy_examples": params.calibration_copy_examples, "seed": params.seed}
+
+
+def calibration_data(setup: LepSetup, log=print) -> list[dict[str, Any]]:
+    """The calibration pairs: T's greedy answers to the prompts (T with its original tokenizer and
+    chat template: call this before ``propagate``, or T is loaded again), and the copy examples;
+    recorded in ``<run>/calibration/pairs.jsonl``. Empty without calibration."""
+    from lib.lep import calibration as C
 
     p = setup.params
-    device = resolve_device(p.device)
+    if not p.calibrate:
+        log("no self-calibration (calibrate=False)")
+        return []
+    work = setup.run_dir / CALIBRATION_DIR
+    settings = calibration_settings(p)
+    saved = C.load_pairs(work, settings)
+    if saved is not None:
+        log(f"{len(saved)} calibration pairs from {work / C.PAIRS_FILE} (made with the same settings)")
+        return saved
+    prompts: list[dict[str, Any]] = []
+    if p.calibration_prompts:
+        rows = C.instruction_train_rows(p.language, p.corpus_tag, log)
+        for code in settings["languages"]:
+            made = (C.english_prompts if code == "en" else C.target_prompts)(rows, p.calibration_prompts, p.seed,
+                                                                            p.language)
+            if len(made) < p.calibration_prompts:
+                log(f"only {len(made)} {code} prompts in the train split (calibration_prompts {p.calibration_prompts})")
+            prompts += made
+    answered, empty = [], 0
+    if prompts:
+        answered, empty = _instruct_answers(setup, prompts, log)
+    copies = C.copy_examples(C.corpus_train_documents(p.language, p.corpus_tag), p.calibration_copy_examples, p.seed,
+                             p.language) if p.calibration_copy_examples else []
+    pairs = answered + copies
+    counts = C.pair_counts(pairs) | {"prompts": len(prompts), "empty_answers": empty}
+    C.save_pairs(work, pairs, settings, counts)
+    log(f"{len(pairs)} calibration pairs ({json.dumps(counts)}) in {work / C.PAIRS_FILE}")
+    return pairs
+
+
+def _instruct_answers(setup: LepSetup, prompts, log=print):
+    """T's answers, with T's own tokenizer: the loaded T while propagation has not changed it."""
+    import time
+
+    from lib.lep.calibration import answer_prompts
+    from lib.models import load_model
+
+    p = setup.params
+    tokenizer = setup.tokenizers["instruct"]  # T's original tokenizer and chat template
+    if setup.propagated:
+        model = load_model(p.instruct, dtype="float32", device=setup.device)
+    else:
+        model = setup.models["instruct"].to(setup.device)
+    start = time.perf_counter()
+    try:
+        pairs, empty = answer_prompts(model, tokenizer, prompts, max_new_tokens=p.calibration_max_new_tokens,
+                                      batch_size=p.calibration_batch_size)
+    finally:
+        if not setup.propagated:
+            setup.models["instruct"].to("cpu")  # propagation works on the CPU
+    log(f"T answered {len(prompts)} prompts in {time.perf_counter() - start:.0f} s ({empty} empty answers dropped)")
+    return pairs, empty
+
+
+def pairs_table(pairs: list[dict[str, Any]], per_kind: int = 2):
+    """A few pairs of each kind and language: the prompt and T's answer (or the copy target)."""
+    import pandas as pd
+
+    shown: dict[tuple[str, str], int] = {}
+    rows = []
+    for pair in pairs:
+        key = (pair["kind"], pair["language"])
+        if shown.get(key, 0) < per_kind:
+            shown[key] = shown.get(key, 0) + 1
+            rows.append({"kind": key[0], "language": key[1], "prompt": pair["prompt"][-1]["content"],
+                         "answer": pair["completion"][-1]["content"]})
+    return pd.DataFrame(rows, columns=["kind", "language", "prompt", "answer"])
+
+
+def calibration_trainer(setup: LepSetup, pairs: list[dict[str, Any]], log=print):
+    """The SFTTrainer for a LoRA adapter on the propagated checkpoint (not trained yet); None
+    without calibration. Its tokenizer is the propagated model's, with T's chat template."""
+    from lib.lep import calibration as C
+    from lib.models import load_tokenizer
+    from lib.training.arguments import TrainSettings
+
+    p = setup.params
+    if not p.calibrate:
+        return None
+    model_dir = setup.run_dir / PROPAGATED_DIR
+    if not (model_dir / "config.json").is_file():
+        raise C.CalibrationError(f"no propagated checkpoint in {model_dir}: run propagate(setup) first")
+    trainer = C.calibration_trainer(model_dir, load_tokenizer(str(model_dir)), pairs, settings=TrainSettings.of(p),
+                                    lora=lora_values(p), max_length=p.max_length,
+                                    work_dir=setup.run_dir / CALIBRATION_DIR, device=setup.device,
+                                    precision=setup.precision)
+    dropped = len(pairs) - len(trainer.train_dataset)
+    if dropped:  # TRL drops a pair whose prompt alone fills max_length (nothing left to learn)
+        log(f"{dropped} of {len(pairs)} pairs have no answer token within max_length {p.max_length}: not trained on")
+    return trainer
+
+
+def calibrate(setup: LepSetup, trainer, log=print) -> dict[str, Any]:
+    """Train (resuming from the last checkpoint of a killed run), merge the adapter into the
+    propagated model: the calibrated checkpoint in ``<run>/model``. A record for metrics.json."""
+    from lib.lep.calibration import train_and_merge
+
+    p = setup.params
+    if trainer is None:
+        return {"calibrated": False}
+    work = setup.run_dir / CALIBRATION_DIR
+    outcome, out = train_and_merge(
+        trainer, model_dir=setup.run_dir / PROPAGATED_DIR, tokenizer=trainer.processing_class, work_dir=work,
+        out_dir=setup.run_dir / MODEL_DIR, log=log,
+        provenance={"stage": STAGE, "calibrated": True, "from": str(setup.run_dir / PROPAGATED_DIR),
+                    "instruct": p.instruct, "donor": p.donor, "mode": p.mode, "lora": lora_values(p),
+                    "pairs": str(work / "pairs.jsonl")})
+    log(f"calibrated checkpoint: {out}")
+    return {"calibrated": True, "model_dir": str(out), "examples_trained": len(trainer.train_dataset),
+            "resumed_from": outcome.resumed_from, "train": outcome.train_metrics}
+
+
+def score(setup: LepSetup, model, tokenizer, calibration: dict[str, Any] | None = None,
+          log=print) -> list[dict[str, Any]]:
+    """Bits per character and characters per token on the target and English test text: the
+    instruct model T as it was, the propagated model, and the calibrated one when there is one
+    (each loaded in turn)."""
+    from lib.corpus.select import select_texts, split_documents
+    from lib.lm_metrics import score_texts
+    from lib.models import load_model_and_tokenizer
+
+    p = setup.params
+    device = setup.device
     sets = []
     for language, tag, max_chars in ((p.language, p.corpus_tag, p.test_max_chars),
                                      ("en", p.english_corpus_tag or p.corpus_tag, p.english_max_chars)):
@@ -171,9 +431,14 @@ def score(setup: LepSetup, model, tokenizer, log=print) -> list[dict[str, Any]]:
             texts, ids = split_documents(language, tag, "test")
             sets.append((language, select_texts(texts, ids, max_chars)))
     settings = {"max_length": p.eval_max_length, "stride": p.eval_stride, "batch_size": p.eval_batch_size}
-    instruct, instruct_tok = load_model_and_tokenizer(p.instruct, dtype="float32", device=device)
+    candidates = [("instruct", lambda: load_model_and_tokenizer(p.instruct, dtype="float32", device=device)),
+                  (f"lep-{p.mode}", lambda: (model.to(device), tokenizer))]
+    if calibration and calibration.get("calibrated"):
+        candidates.append((f"lep-{p.mode}-calibrated", lambda: load_model_and_tokenizer(
+            calibration["model_dir"], dtype="float32", device=device)))
     rows = []
-    for name, candidate, tok in (("instruct", instruct, instruct_tok), (f"lep-{p.mode}", model.to(device), tokenizer)):
+    for name, load in candidates:
+        candidate, tok = load()  # one loaded model at a time besides the propagated one
         for language, texts in sets:
             s = score_texts(candidate, tok, texts, **settings)
             common = {"model": name, "mode": p.mode, "language": language, "split": "test", "n_chars": s.n_chars,
@@ -181,6 +446,7 @@ def score(setup: LepSetup, model, tokenizer, log=print) -> list[dict[str, Any]]:
             rows += [common | {"metric": metric, "value": float(getattr(s, metric))}
                      for metric in ("bits_per_char", "chars_per_token")]
             log(f"{name} {language}: {s.bits_per_char:.3f} bpc, {s.chars_per_token:.2f} chars/token")
+        candidate = tok = None  # released before the next one loads
     return rows
 
 

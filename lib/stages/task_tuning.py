@@ -87,7 +87,7 @@ class TaskTuningParams:
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
     def validate(self) -> None:
-        from lib.tasks.offline import CLASSIFICATION_FAMILIES, OFFLINE
+        from lib.tasks.offline import CLASSIFICATION_FAMILIES, OFFLINE, ZERO_SHOT_FAMILIES
 
         check_language(self.language)
         check_choice("route", self.route, ROUTES)
@@ -106,6 +106,9 @@ class TaskTuningParams:
             raise ParamsError(f"task: unknown offline task {family!r}; known: {', '.join(OFFLINE)}")
         if language and language != self.language:
             raise ParamsError(f"task {self.task!r} is in {language}, but language is {self.language!r}")
+        if family in ZERO_SHOT_FAMILIES:
+            raise ParamsError(f"task {family!r} is built from the test split alone (no train items to tune "
+                              "on); evaluate it with 08_evaluate")
         if self.language not in OFFLINE[family].languages:
             raise ParamsError(f"task {family!r} exists for {', '.join(OFFLINE[family].languages)}, "
                               f"not {self.language!r}")

@@ -2,6 +2,7 @@
 
     base.py             Task, Item, PromptFormat, few-shot sampling from train only
     scoring.py          batched log-likelihood scoring: context once per item, few-shot prefix cached
+    copy_task.py        the copy task (DaruCopy): verbatim-copy rule, chat or plain prompts, batched generation
     metrics.py          accuracy, acc_norm, macro-F1, exact match, chrF; bootstrap CI; chance
     offline.py          tasks built from the packaged data, split like the corpus
     hub.py              KLEJ, XCOPA, Belebele, Turkish sentiment with their upstream schemas

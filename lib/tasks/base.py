@@ -11,6 +11,8 @@ Kinds (the scoring rule):
 - ``classification``: the options are the task's class names, the same for
   every item; ``acc`` and macro-averaged F1 (classes are often imbalanced).
 - ``generation``: greedy decoding until a newline; exact match and chrF.
+- ``copy``: repeat the item's paragraph verbatim, zero-shot only, in the model's chat
+  template when it has one; ``copy_rate`` (``lib.tasks.copy_task``).
 
 Few-shot examples come from the task's ``fewshot_split`` (``train``) only,
 drawn by a fixed seed. ``shared`` sampling (the default) draws one set of k
@@ -29,7 +31,9 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-KINDS = ("multiple_choice", "classification", "generation")
+KINDS = ("multiple_choice", "classification", "generation", "copy")
+GENERATIVE_KINDS = ("generation", "copy")  # items carry a target text, no options
+ZERO_SHOT_KINDS = ("copy",)  # no few-shot examples: the task shows no train text at all
 SAMPLING = ("shared", "per_item")
 
 
@@ -106,7 +110,7 @@ class Task:
             raise TaskError(f"classification task {self.id} needs at least two classes")
         for item in self.splits[self.eval_split]:
             n = len(self.options(item))
-            if self.kind != "generation" and not 0 <= item.label < n:
+            if self.kind not in GENERATIVE_KINDS and not 0 <= item.label < n:
                 raise TaskError(f"item {item.id} of {self.id}: label {item.label} outside its "
                                 f"{n} options")
         self.n_available = len(self.splits[self.eval_split])
@@ -119,7 +123,7 @@ class Task:
         return self.classes if self.kind == "classification" else item.choices
 
     def answer_text(self, item: Item) -> str:
-        return item.target if self.kind == "generation" else self.options(item)[item.label]
+        return item.target if self.kind in GENERATIVE_KINDS else self.options(item)[item.label]
 
     def eval_items(self, max_items: int = 0, seed: int = CAP_SEED) -> list[Item]:
         """The evaluated items: all, or a fixed subset of ``max_items`` chosen by hash."""
@@ -150,6 +154,8 @@ class Task:
             raise TaskError(f"fewshot sampling must be one of {SAMPLING}, got {sampling!r}")
         if n_shot < 0:
             raise TaskError(f"n_shot must be >= 0, got {n_shot}")
+        if n_shot and self.kind in ZERO_SHOT_KINDS:
+            raise TaskError(f"task {self.id} is zero-shot only (kind {self.kind!r}), got n_shot={n_shot}")
         if n_shot == 0:
             prefix = self.prompt.prefix([])
             return [(prefix, self.prompt.query(item)) for item in items]

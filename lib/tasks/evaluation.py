@@ -4,7 +4,8 @@ Each row is one metric of one (model, task, n_shot): ``model, language, task,
 n_shot, metric, value, n, ci_low, ci_high, chance`` plus ``majority`` (the
 score of always giving the most frequent answer), ``n_available`` (items in
 the task's evaluation split before the cap), ``max_items``, ``kind``,
-``split``, the few-shot ``sampling`` and ``seed`` and the model's ``dtype``. ``chance`` is the
+``split``, the few-shot ``sampling`` and ``seed`` and the model's ``dtype`` (copy tasks add
+``prompt_style``: ``chat`` or ``plain``, see ``lib.tasks.copy_task``). ``chance`` is the
 expected score of uniform random guessing; the interval is a 95% percentile
 bootstrap over items. Rows are deterministic
 (same inputs, same rows); timings vary and are returned apart.
@@ -19,12 +20,13 @@ import numpy as np
 
 from lib.tasks import metrics as M
 from lib.tasks.base import CAP_SEED, Task, TaskError
+from lib.tasks.copy_task import copy_outputs, copy_score, prompt_style
 from lib.tasks.scoring import ChoiceRequest, generate, score_choices
 
 DEFAULT_MAX_ITEMS = 500  # the documented cap per task: items above it are a fixed hashed subset
 GENERATION_PROMPT_TOKENS = 256  # prompts per generation batch = max_batch_tokens // this
 METRICS = {"multiple_choice": ("acc", "acc_norm"), "classification": ("acc", "macro_f1"),
-           "generation": ("exact_match", "chrf")}
+           "generation": ("exact_match", "chrf"), "copy": ("copy_rate",)}
 
 
 def resolve_task_ids(tasks: list[str], language: str) -> list[str]:
@@ -75,6 +77,8 @@ def evaluate_task(model, tokenizer, task: Task, n_shot: int, *, model_name: str,
               "n": len(items), "n_available": task.n_available, "max_items": max_items,
               "kind": task.kind, "split": task.eval_split, "sampling": sampling, "seed": seed,
               "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    if task.kind == "copy":
+        common["prompt_style"] = prompt_style(tokenizer)
     if not items:  # the data allow no item (e.g. a tiny corpus): the table says so with n = 0
         nan = math.nan
         return [common | {"metric": m, "value": nan, "ci_low": nan, "ci_high": nan, "chance": nan,
@@ -82,7 +86,18 @@ def evaluate_task(model, tokenizer, task: Task, n_shot: int, *, model_name: str,
     prompts = task.prompts(items, n_shot, seed=seed, sampling=sampling)
     values: list[tuple[str, float, tuple[float, float], float, float]] = []  # (metric, value, ci,
     # chance, majority)
-    if task.kind == "generation":
+    if task.kind == "copy":
+        refs = [item.target for item in items]
+        # the answer prefix without its trailing space is the plain prompt's cue (the model writes
+        # the space itself, as the first token of the answer)
+        outputs, _ = copy_outputs(model, tokenizer, [p + q for p, q in prompts], refs,
+                                  cue=task.prompt.answer_prefix.rstrip(" "), max_batch_tokens=max_batch_tokens)
+        hits = [copy_score(o, r) for o, r in zip(outputs, refs)]
+        values.append(("copy_rate", float(np.mean(hits)), M.mean_ci(hits, n_resamples=n_bootstrap), math.nan,
+                       math.nan))
+        predictions = [{"item": i.id, "reference": r, "output": o, "copied": h}
+                       for i, r, o, h in zip(items, refs, outputs, hits)]
+    elif task.kind == "generation":
         outputs = generate(model, tokenizer, [p + q for p, q in prompts],
                            max_new_tokens=task.max_new_tokens,
                            batch_size=max(1, max_batch_tokens // GENERATION_PROMPT_TOKENS))

@@ -18,6 +18,10 @@ Families (``OFFLINE``):
   definitions of all its senses (rl-wsd-labeled).
 - ``definition_to_word`` (tr): which of four words a Turkish WordNet definition
   defines; ``definition_to_word_gen`` asks the model to write the word instead.
+- ``copy`` (pl, tr, ru, en): repeat a paragraph of the corpus test split verbatim
+  (the LEP paper's DaruCopy; scoring in ``lib.tasks.copy_task``). Not part of the
+  ``offline`` group: it is named on its own (``copy``, ``copy:en``), since it
+  generates hundreds of tokens per item and exists to check adapted models.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.languages import LANGUAGES
 from lib.tasks.base import Item, PromptFormat, Task, TaskError
 
 LANGUAGE_NAMES = {"pl": "Polski", "tr": "Türkçe", "ru": "Русский", "en": "English"}
@@ -43,6 +48,12 @@ PARAGRAPH_CHARS = (25, 300)  # translation choice: short paragraphs keep scoring
 TOPIC_CHARS = (15, 500)
 WSD_CONTEXT_CHARS = 120  # characters kept on each side of the ambiguous word
 DEFINITION_CHARS = (15, 200)
+# copy task: at least a few sentences, so that repeating it verbatim is a test of the model
+# and a 1% slip is a visible character or two; at most ~500 characters (about 370 SmolLM2
+# tokens of Russian, 250 of Polish), so that prompt plus answer stay within a small model's
+# context and a CPU run of the capped 500 items stays in minutes per model, not hours
+COPY_CHARS = (150, 500)
+COPY_PER_DOCUMENT = 2  # paragraphs drawn (by seed) from one document: one long man page must not fill the task
 N_OPTIONS = 4
 _DISTRACTOR_POOL = 8  # distractors are drawn from this many closest-in-length candidates
 
@@ -58,6 +69,7 @@ class OfflineFamily:
     languages: tuple[str, ...]
     build: Callable[[str, str, int], Task]  # (language, corpus_tag, seed) -> Task
     description: str
+    in_offline_group: bool = True  # named by tasks=[offline]; False: only by its own name
 
 
 # ---------------------------------------------------------------- corpus access
@@ -380,6 +392,61 @@ def _definition(generate: bool) -> Callable[[str, str, int], Task]:
     return build
 
 
+# ---------------------------------------------------------------- copy (DaruCopy)
+
+
+# (instruction, answer label): a chat model gets the instruction and the paragraph alone (a label
+# before the paragraph gets echoed); a plain prompt adds the label as the cue to answer after
+_COPY_PROMPT = {
+    "pl": ("Powtórz poniższy tekst dokładnie, bez żadnych zmian ani komentarzy.", "Powtórzony tekst"),
+    "tr": ("Aşağıdaki metni hiçbir değişiklik yapmadan ve yorum eklemeden aynen tekrarla.", "Tekrarlanan metin"),
+    "ru": ("Повтори текст ниже в точности, без изменений и комментариев.", "Повторённый текст"),
+    "en": ("Repeat the text below exactly, without any changes or comments.", "Repeated text"),
+}
+
+
+def copy_paragraphs(language: str, tag: str, seed: int, split: str = "test") -> list[tuple[str, str, str]]:
+    """(id, group, paragraph) for lines of ``split`` within ``COPY_CHARS``, unique in the split and
+    never a line of the train split, at most ``COPY_PER_DOCUMENT`` per document (drawn by
+    ``seed``), sorted by id. Held-out splits only: the copy task never shows a train paragraph."""
+    from lib.corpus import load_corpus
+
+    if split == "train":
+        raise TaskError("copy paragraphs come from a held-out split (validation or test), not train")
+    banned = train_lines(language, tag)
+    lo, hi = COPY_CHARS
+    per_document = []
+    counts: dict[str, int] = defaultdict(int)
+    for doc in load_corpus(language, tag)[split]:
+        lines = [(f"{doc['id']}#{index}", doc["group"], line)
+                 for index, line in enumerate(doc["text"].split("\n")) if lo <= len(line.strip()) <= hi]
+        lines = [(rid, group, line.strip()) for rid, group, line in lines if _normal(line) not in banned]
+        for *_, line in lines:
+            counts[line] += 1
+        per_document.append((doc["id"], lines))
+    out = []
+    for doc_id, lines in per_document:
+        lines = [row for row in lines if counts[row[2]] == 1]  # a repeated line (boilerplate) is no test
+        if len(lines) > COPY_PER_DOCUMENT:
+            lines = _rng(seed, "copy:" + doc_id).sample(lines, COPY_PER_DOCUMENT)
+        out += lines
+    return sorted(out, key=lambda row: row[0])
+
+
+def _copy(language: str, tag: str, seed: int) -> Task:
+    items = [Item(rid, {"text": text}, target=text, group=group)
+             for rid, group, text in copy_paragraphs(language, tag, seed)]
+    instruction, label = _COPY_PROMPT[language]
+    return Task(
+        name="copy", language=language, kind="copy",
+        prompt=PromptFormat("{text}", answer_prefix=f"\n\n{label}: ", instruction=instruction),
+        splits={"test": items}, fewshot_split="",
+        description=(f"Repeat a paragraph ({COPY_CHARS[0]}-{COPY_CHARS[1]} characters) verbatim, "
+                     "in the chat template when the model has one (DaruCopy)"),
+        source="the corpus test split (01_prepare_data), lines never in its train split",
+    )
+
+
 # ---------------------------------------------------------------- registry
 
 
@@ -393,14 +460,19 @@ OFFLINE: dict[str, OfflineFamily] = {
     "word_sense_choice": OfflineFamily(("ru",), _wsd, "word in context -> its sense"),
     "definition_to_word": OfflineFamily(("tr",), _definition(False), "definition -> word among 4"),
     "definition_to_word_gen": OfflineFamily(("tr",), _definition(True), "definition -> word, generated"),
+    "copy": OfflineFamily(LANGUAGES, _copy, "repeat a test-split paragraph verbatim (DaruCopy)",
+                          in_offline_group=False),
 }
 
 CLASSIFICATION_FAMILIES = ("topic_classification",)  # the families whose kind is classification
+ZERO_SHOT_FAMILIES = ("copy",)  # the families of a zero-shot-only kind (base.ZERO_SHOT_KINDS)
 
 
-def offline_task_ids(language: str | None = None) -> list[str]:
+def offline_task_ids(language: str | None = None, *, every: bool = False) -> list[str]:
+    """The ``offline`` group's task ids (of ``language``); ``every``: with the families named
+    only on their own (``copy``)."""
     return [f"{family}:{lang}" for family, spec in OFFLINE.items() for lang in spec.languages
-            if language in (None, lang)]
+            if language in (None, lang) and (every or spec.in_offline_group)]
 
 
 def build_offline_task(family: str, language: str, *, corpus_tag: str = "default",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 # One headline metric per kind of task; chrF is shown on a 0-1 scale beside the others.
-PRIMARY = {"multiple_choice": "acc", "classification": "macro_f1", "generation": "chrf"}
+PRIMARY = {"multiple_choice": "acc", "classification": "macro_f1", "generation": "chrf", "copy": "copy_rate"}
 _SCALE = {"chrf": 0.01}
 
 

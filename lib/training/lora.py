@@ -23,6 +23,12 @@ def lora_settings(params, lora_modes: tuple[str, ...]) -> dict[str, Any] | None:
     trains no adapter."""
     if params.mode not in lora_modes:
         return None
+    return lora_values(params)
+
+
+def lora_values(params) -> dict[str, Any]:
+    """r, alpha, dropout, target_modules from the lora_* fields, None filled in with the default
+    (for a stage whose every route that trains trains an adapter, such as 07's calibration)."""
     return {name: getattr(params, key) if getattr(params, key) is not None else LORA_DEFAULTS[name]
             for key, name in LORA_FIELDS.items()}
 

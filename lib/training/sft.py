@@ -71,7 +71,7 @@ def sft_arguments(settings, *, max_length: int, output_dir: Path, precision: str
 
     return trainer_arguments(
         settings, output_dir=output_dir, precision=precision, device=device, has_eval=has_eval,
-        max_length=max_length,  # longer examples are truncated (the prompt side first goes)
+        max_length=max_length,  # longer examples lose their end (TRL keep_start); one left all prompt is dropped
         packing=packing, packing_strategy="bfd", padding_free=False, completion_only_loss=True)
 
 
