@@ -252,38 +252,72 @@ def _head_chars(texts: list[str], max_chars: int) -> list[str]:
 # ---------------------------------------------------------------- plots
 
 
-def plot_tokenizers(table, title: str = "Characters per token (higher = fewer tokens per text)"):
-    """Characters per token of each tokenizer on each measured split, original against new."""
+def plot_tokenizers(table, title: str = "Characters per token (higher = fewer tokens per text)",
+                    splits: tuple[str, ...] = ("train", "validation", "test"),
+                    paper: dict[str, dict[str, float | None]] | None = None, paper_language: str = "ru"):
+    """Characters per token of each tokenizer on each measured split, original against new.
+    ``paper``: model -> tokenizer -> a published figure, drawn as a black bar on that
+    model's ``paper_language``/test bar (None = not reported)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data = table[table["metric"] == "chars_per_token"].copy()
+    data = table[(table["metric"] == "chars_per_token") & table["split"].isin(splits)].copy()
     data["text"] = data["language"] + "/" + data["split"]
     sns.set_theme(style="whitegrid", context="notebook")
     models = sorted(data["model"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.2), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
         part = data[data["model"] == model]
         order = ["original"] + sorted(t for t in part["tokenizer"].unique() if t != "original")
-        sns.barplot(data=part, x="text", y="value", hue="tokenizer", hue_order=order, ax=ax,
-                    order=sorted(part["text"].unique()))
+        texts = sorted(part["text"].unique())
+        sns.barplot(data=part, x="text", y="value", hue="tokenizer", hue_order=order, ax=ax, order=texts)
         for container in ax.containers:
             ax.bar_label(container, fmt="%.2f", fontsize=7)
+        published = (paper or {}).get(model, {})
+        target = f"{paper_language}/test"
+        for tokenizer, container in zip(order, ax.containers):
+            value = published.get(tokenizer)
+            if value is None or target not in texts:
+                continue
+            bar = container.patches[texts.index(target)]
+            ax.hlines(value, bar.get_x(), bar.get_x() + bar.get_width(), colors="black", linewidth=2.5,
+                      label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None)
         ax.set_title(model)
         ax.set_xlabel("text (language/split)")
         ax.set_ylabel("characters per token")
+    # one legend below the panels: inside an axis it covers bars
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend([handles[label] for label in labels], labels, loc="lower center", ncol=len(labels), frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
+def paper_chars_per_token() -> dict[str, dict[str, float | None]]:
+    """The LEP paper's Russian characters per token (params/papers/lep.yaml)."""
+    from lib.params import load_yaml
+    from lib.paths import PARAMS_DIR
+
+    path = PARAMS_DIR / "papers" / "lep.yaml"
+    return load_yaml(path.read_text(encoding="utf-8"), str(path))["russian_chars_per_token"]
+
+
 def lep_tokenizers_figure(results_dir: Path) -> Path:
-    """results/tables/lep_tokenizers.csv -> results/figures/lep_tokenizers.png."""
+    """results/tables/lep_tokenizers.csv -> results/figures/lep_tokenizers.png (test splits; the
+    paper's Russian figures as black bars)."""
     from lib.plotting import read_table, save
 
     table = read_table(results_dir, "lep_tokenizers.csv")
-    return save(plot_tokenizers(table, "LEP tokenizers on Russian and English: characters per token"),
-                results_dir, "lep_tokenizers")
+    fig = plot_tokenizers(table, "LEP tokenizers: characters per token on the test splits (black: the paper, ru)",
+                          splits=("test",), paper=paper_chars_per_token())
+    return save(fig, results_dir, "lep_tokenizers")
 
 
 FIGURES = {"lep_tokenizers": lep_tokenizers_figure}
