@@ -198,3 +198,26 @@ def check_shots(shots: list[int]) -> None:
         raise ParamsError(f"shots must be a non-empty list of numbers >= 0, got {shots}")
     if len(set(shots)) != len(shots):
         raise ParamsError(f"shots has duplicates: {shots}")
+
+
+def check_labels(labels: list[str], models: list[str]) -> None:
+    """``labels``: the names the models' rows carry in tables and figures, one per model in
+    order (a run directory as a model is a path, not a name); empty = the models as given."""
+    if not labels:
+        return
+    if len(labels) != len(models):
+        raise ParamsError(f"labels must name each of the {len(models)} models (in order), got {len(labels)} "
+                          f"labels: {labels}")
+    blank = [i for i, label in enumerate(labels) if not label.strip() or label != label.strip()]
+    if blank:
+        raise ParamsError(f"labels must be non-empty names without surrounding spaces; label(s) "
+                          f"{', '.join(repr(labels[i]) for i in blank)} are not")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ParamsError(f"labels must differ (the rows of two models would merge): {', '.join(repeated)} "
+                          "repeated")
+
+
+def display_names(models: list[str], labels: list[str]) -> list[str]:
+    """The name each model's rows carry: its label, or the model as given when there are none."""
+    return list(labels) if labels else list(models)

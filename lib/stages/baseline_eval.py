@@ -1,5 +1,7 @@
 """02_baseline_eval: bits per character, perplexity and fertility of a list of models on one
-corpus split, in all and per source; the ``baseline_bpc`` figure."""
+corpus split, in all and per source; the ``baseline_bpc`` figure. ``labels`` names the models in
+the rows (one per model, in order), so a run directory scored as a model appears by a name, not
+its path; ``params.yaml`` records which model each label stands for."""
 
 from __future__ import annotations
 
@@ -11,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib.params import DEVICES, DTYPES, ParamsError, check_choice, check_language, check_positive
+from lib.params import (
+    DEVICES,
+    DTYPES,
+    ParamsError,
+    check_choice,
+    check_labels,
+    check_language,
+    check_positive,
+    display_names,
+)
 
 STAGE = "02_baseline_eval"
 METRICS = ("bits_per_char", "bits_per_byte", "perplexity", "chars_per_token", "tokens_per_word")
@@ -22,6 +33,7 @@ class BaselineEvalParams:
     """02_baseline_eval: bits per character, perplexity and fertility of models."""
 
     models: list[str] = field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])
+    labels: list[str] = field(default_factory=list)  # names of the models in the rows, one per model (empty: as given)
     language: str = "pl"  # the corpus language to evaluate on
     corpus_tag: str = "default"
     split: str = "test"  # train, validation or test
@@ -39,6 +51,7 @@ class BaselineEvalParams:
         check_choice("device", self.device, DEVICES)
         if not self.models:
             raise ParamsError("models must name at least one model")
+        check_labels(self.labels, self.models)
         check_choice("split", self.split, ("train", "validation", "test"))
         check_positive("max_chars", self.max_chars, allow_zero=True)
         check_positive("max_length", self.max_length)
@@ -57,7 +70,8 @@ def score_models(params: BaselineEvalParams, log=print, cache_dir: str | Path | 
 
     Returns tidy rows (one per model, source and metric, with ``source='all'``
     for the whole selection; deterministic, so tables reproduce) and timings
-    (which vary from run to run, so kept apart).
+    (which vary from run to run, so kept apart). Rows and timings name each model by its
+    label (``labels``), or as given when there are none.
 
     Every model spec is checked before the first model loads, so a misspelled name or an
     unreachable hub fails at once. Each finished model's rows are cached in
@@ -82,7 +96,8 @@ def score_models(params: BaselineEvalParams, log=print, cache_dir: str | Path | 
     rows: list[dict[str, Any]] = []
     timings: dict[str, Any] = {"device": device_name()}
     failures: list[tuple[str, Exception]] = []
-    for name in p.models:
+    finished: list[str] = []
+    for name, shown in zip(p.models, display_names(p.models, p.labels)):
         key = _cache_key(p, name, device, corpus)
         cached = _read_cached(cache, name, key)
         if cached is not None:
@@ -99,10 +114,11 @@ def score_models(params: BaselineEvalParams, log=print, cache_dir: str | Path | 
                 failures.append((name, exc))
                 continue
             _write_cached(cache, name, key, model_rows, timing)
-        rows += model_rows
-        timings[name] = timing
+        rows += [row | {"model": shown} for row in model_rows]  # the cache keeps the model as given
+        timings[shown] = timing
+        finished.append(name)
     if failures:
-        _raise_failures(failures, list(dict.fromkeys(n for n in p.models if n in timings)), cache)
+        _raise_failures(failures, list(dict.fromkeys(finished)), cache)
     return rows, timings
 
 

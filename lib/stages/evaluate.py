@@ -7,6 +7,9 @@ run zero-shot only. With ``speed_prompts > 0`` every model also generates
 ``speed_new_tokens`` tokens after that many target-language test paragraphs
 (``lib.speed``), and its rows get ``chars_per_second``, ``tokens_per_second`` and
 ``tokens_per_char`` (timings: these columns vary from run to run, the scores do not).
+``labels`` names the models in the rows (one per model, in order), so a run directory
+evaluated as a model appears as e.g. ``T`` rather than as its path; ``params.yaml``
+records which model each label stands for.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from lib.params import (
     check_choice,
     check_language,
     check_positive,
+    check_labels,
     check_shots,
+    display_names,
 )
 from lib.tasks.base import SAMPLING, ZERO_SHOT_KINDS, TaskError
 from lib.tasks.evaluation import evaluate_task, load_task, resolve_task_ids
@@ -37,6 +42,7 @@ class EvaluateParams:
 
     # registry names, run directories, local paths or hub ids
     models: list[str] = field(default_factory=lambda: ["smollm2-135m-instruct", "gemma3-270m"])
+    labels: list[str] = field(default_factory=list)  # names of the models in the rows, one per model (empty: as given)
     language: str = "pl"  # language of the tasks named without one ("offline", a family name)
     tasks: list[str] = field(default_factory=lambda: ["offline"])  # offline | hub | a family | family:language
     shots: list[int] = field(default_factory=lambda: [0, 3])  # numbers of few-shot examples
@@ -57,6 +63,7 @@ class EvaluateParams:
         check_language(self.language)
         if not self.models:
             raise ParamsError("models must name at least one model")
+        check_labels(self.labels, self.models)
         if not self.tasks:
             raise ParamsError("tasks must name at least one task (or 'offline')")
         check_shots(self.shots)
@@ -110,7 +117,8 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
 
     Returns (metric rows, per-item predictions, timings). Tasks are built once
     (or handed in, as ``build_tasks`` made them) and shared by all models, so
-    every model answers the same prompts.
+    every model answers the same prompts. Rows, predictions and timings name each
+    model by its label (``labels``), or as given when there are none.
     """
     from lib.models import device_name, load_model_and_tokenizer, resolve_device
     from lib.speed import generation_speed, speed_prompts
@@ -125,8 +133,8 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
     predictions: list[dict[str, Any]] = []
     timings: dict[str, Any] = {"device": device_name(), "runs": [], "speed": []}
     prompts = speed_prompts(p.language, p.corpus_tag, p.speed_prompts) if p.speed_prompts else []
-    for name in models:
-        model, tokenizer = load_model_and_tokenizer(name, dtype=p.dtype, device=resolve_device(p.device))
+    for spec, name in zip(models, display_names(models, p.labels)):
+        model, tokenizer = load_model_and_tokenizer(spec, dtype=p.dtype, device=resolve_device(p.device))
         speed: dict[str, Any] = {}
         if prompts:
             measured = generation_speed(model, tokenizer, prompts, new_tokens=p.speed_new_tokens)

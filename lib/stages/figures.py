@@ -14,11 +14,12 @@ from pathlib import Path
 from lib.params import ParamsError
 from lib.paths import RESULTS_DIR
 from lib.plotting import FigureError, default_style
-from lib.stages import baseline_eval, evaluate, lapt, task_tuning, vocab_adapt
+from lib.stages import baseline_eval, evaluate, lapt, lep_propagate, task_tuning, vocab_adapt
 
 STAGE = "90_figures"
 FIGURES: dict[str, Callable[[Path], Path]] = {
-    **baseline_eval.FIGURES, **lapt.FIGURES, **vocab_adapt.FIGURES, **task_tuning.FIGURES, **evaluate.FIGURES}
+    **baseline_eval.FIGURES, **lapt.FIGURES, **vocab_adapt.FIGURES, **task_tuning.FIGURES, **evaluate.FIGURES,
+    **lep_propagate.FIGURES}
 
 
 @dataclass

@@ -36,7 +36,9 @@ result (what later stages load from the run directory) is the calibrated model, 
 in ``<run>/model``, and the uncalibrated propagated model stays in ``<run>/propagated``.
 ``score`` covers T, the propagated and the calibrated model (``lep-<mode>-calibrated``).
 
-The copy task and generation speed are measured by ``08_evaluate`` on the run's model.
+The copy task and generation speed are measured by ``08_evaluate`` on the run's model. The whole
+chain on Russian (S, T, donors, every mode, calibration, evaluation) is one sweep,
+``params/sweeps/lep_chain_ru.yaml``; its table's figure (``lep_chain_ru``) is drawn here.
 """
 
 from __future__ import annotations
@@ -450,4 +452,112 @@ def score(setup: LepSetup, model, tokenizer, calibration: dict[str, Any] | None 
     return rows
 
 
-FIGURES: dict = {}  # the benchmark and copy-task figures come with the evaluation of this stage
+# ---------------------------------------------------------------- the chain's figure
+
+CHAIN_GROUPS = ("S", "T", "D", "LEP")  # label prefixes, in the order the bars stand
+
+
+def chain_order(names) -> list[str]:
+    """The chain's models in a fixed order: S, T, the donors D..., the propagated LEP... (labels
+    start with that word), alphabetical within a group; other names last."""
+    def key(name: str):
+        first = str(name).split(" ", 1)[0].split(":", 1)[0]
+        return (CHAIN_GROUPS.index(first) if first in CHAIN_GROUPS else len(CHAIN_GROUPS), str(name))
+
+    return sorted(dict.fromkeys(names), key=key)
+
+
+def _languages_last_en(values) -> list[str]:
+    return sorted(set(values), key=lambda language: (language == "en", language))
+
+
+def chain_panels(table) -> list[tuple[str, str, Any]]:
+    """The figure's panels from the chain's table alone: (title, y label, frame of model, series,
+    value). Benchmark rows (08_evaluate: every offline task's headline metric, averaged per model
+    and shot count; copy_rate per language; chars_per_second and tokens_per_second of the speed
+    measure) and bits per character / characters per token (02_baseline_eval rows, source all)."""
+    import pandas as pd
+
+    from lib.tasks.plots import primary_rows
+
+    columns = ["model", "series", "value"]
+    kind = table["kind"] if "kind" in table else pd.Series(index=table.index, dtype=object)
+    panels = []
+    tasks = table[kind.notna() & (kind != "copy")]
+    bench = pd.DataFrame(columns=columns)
+    if not tasks.empty:
+        rows = primary_rows(tasks)
+        bench = (rows.groupby(["model", "n_shot"], as_index=False)["value"].mean()
+                 .assign(series=lambda f: f["n_shot"].astype(int).astype(str) + "-shot"))
+        bench = bench.sort_values("n_shot", kind="mergesort")[columns]
+    panels.append(("benchmarks: mean headline score of the offline tasks", "score (0-1)", bench))
+    copy = table[(kind == "copy") & (table["metric"] == "copy_rate")]
+    copy = copy.assign(series=copy["language"]) if not copy.empty else pd.DataFrame(columns=columns)
+    panels.append(("copy task: share of paragraphs repeated verbatim", "copy rate", copy[columns]))
+    source_all = table["source"] == "all" if "source" in table else pd.Series(True, index=table.index)
+    for metric, title, unit in (("bits_per_char", "bits per character (test; lower is better)", "bits/char"),
+                                ("chars_per_token", "characters per token (test)", "chars/token")):
+        part = table[(table["metric"] == metric) & source_all]
+        part = part.assign(series=part["language"]) if not part.empty else pd.DataFrame(columns=columns)
+        panels.append((title, unit, part[columns]))
+    for column, title, unit in (("chars_per_second", "generation speed: characters per second", "chars/s"),
+                                ("tokens_per_second", "generation speed: tokens per second", "tokens/s")):
+        speed = pd.DataFrame(columns=columns)
+        if column in table:
+            speed = (table.dropna(subset=[column]).groupby("model", as_index=False)[column].first()
+                     .rename(columns={column: "value"}).assign(series=column.replace("_", " ")))[columns]
+        panels.append((title, unit, speed))
+    return panels
+
+
+def plot_lep_chain(table, title: str = "LEP chain"):
+    """One bar per model (S, T, donors, propagated and calibrated models) in each panel of
+    ``chain_panels``; series (shots, languages) side by side."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = chain_order(table["model"].dropna().astype(str))
+    if not models:
+        raise ValueError("the table has no model rows to plot")
+    panels = chain_panels(table)
+    colors = plt.get_cmap("tab10")
+    cols = 2
+    fig, axes = plt.subplots((len(panels) + cols - 1) // cols, cols, figsize=(7 * cols, 3.6 * len(panels) / cols + 1),
+                             squeeze=False)
+    x = np.arange(len(models))
+    for ax, (name, unit, frame) in zip(axes.flat, panels):
+        series = list(dict.fromkeys(frame["series"]))
+        if frame["series"].isin(["en"]).any():
+            series = _languages_last_en(series)
+        width = 0.8 / max(len(series), 1)
+        for i, label in enumerate(series):
+            values = frame[frame["series"] == label].groupby("model")["value"].first()
+            heights = [float(values.get(model, np.nan)) for model in models]
+            ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=str(label), color=colors(i))
+        if not series:
+            ax.text(0.5, 0.5, "no rows in the table", ha="center", va="center", transform=ax.transAxes)
+        elif len(series) > 1:
+            ax.legend(fontsize=8, loc="best")
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_xticks(x, models, rotation=40, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def lep_chain_ru_figure(results_dir: Path) -> Path:
+    """The whole LEP chain on Russian, one bar per model (results/tables/lep_chain_ru.csv, written
+    by params/sweeps/lep_chain_ru.yaml)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lep_chain_ru.csv")
+    title = "LEP chain on ru: S, T = S + 05, donors D, propagated (and calibrated) T"
+    return save(plot_lep_chain(table, title=title), results_dir, "lep_chain_ru")
+
+
+# The benchmark and copy-task rows come from 08_evaluate runs of this stage's models.
+FIGURES = {"lep_chain_ru": lep_chain_ru_figure}
