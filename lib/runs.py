@@ -8,6 +8,7 @@ parameters, so a repeated run finds its finished twin and skips it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -39,9 +40,21 @@ class RunError(RuntimeError):
 
 
 def run_id(stage: str, params) -> str:
-    values = {k: v for k, v in as_dict(params).items() if k != "run_dir"}
+    """The stage and a hash of its parameters. A parameter named in the class's ``ADDED_LATER``
+    is left out while it holds its default (which does what the stage did before it existed),
+    so adding an option does not rename, and rerun, every finished run."""
+    added_later = getattr(type(params), "ADDED_LATER", ())
+    defaults = {f.name: _default(f) for f in dataclasses.fields(params) if f.name in added_later}
+    values = {k: v for k, v in as_dict(params).items()
+              if k != "run_dir" and not (k in defaults and v == defaults[k])}
     blob = json.dumps({"stage": stage, "params": values}, sort_keys=True)
     return f"{stage}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def run_path(stage: str, params, root: Path | None = None) -> Path:

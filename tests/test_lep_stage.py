@@ -58,3 +58,11 @@ steps:
         assert provenance["report"]["mode"] in ("conversion", "swap")
         config = json.loads((run / "model" / "config.json").read_text())
         assert config["vocab_size"] > 49152
+
+
+def test_scores_table_is_empty_when_nothing_was_scored():
+    from lib.stages import lep_propagate as LEP
+
+    assert LEP.scores_table([]).empty
+    table = LEP.scores_table([{"language": "ru", "metric": "bits_per_char", "model": "T", "value": 1.23456}])
+    assert table.loc[("ru", "bits_per_char"), "T"] == 1.235

@@ -81,3 +81,22 @@ def test_a_run_under_way_in_another_process_is_not_started_again(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_an_option_added_later_keeps_finished_run_ids_while_at_its_default():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Before:
+        lr: float = 1e-3
+
+    @dataclass
+    class After:
+        lr: float = 1e-3
+        budget: int = 0
+
+        ADDED_LATER = ("budget",)
+
+    assert runs.run_id("s", After()) == runs.run_id("s", Before())
+    assert runs.run_id("s", After(budget=5)) != runs.run_id("s", Before())
+    assert runs.run_id("s", After(lr=2e-3)) != runs.run_id("s", After())

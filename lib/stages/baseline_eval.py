@@ -45,6 +45,8 @@ class BaselineEvalParams:
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
+    ADDED_LATER = ("labels",)  # at their defaults, left out of the run id (lib.runs.run_id)
+
     def validate(self) -> None:
         check_language(self.language)
         check_choice("dtype", self.dtype, DTYPES)

@@ -24,9 +24,9 @@ from lib.params import (
     DTYPES,
     ParamsError,
     check_choice,
+    check_labels,
     check_language,
     check_positive,
-    check_labels,
     check_shots,
     display_names,
 )
@@ -58,6 +58,8 @@ class EvaluateParams:
     dtype: str = "float32"  # float32, bfloat16 or float16 (bfloat16 for 7B models on a GPU)
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
+
+    ADDED_LATER = ("labels", "speed_prompts", "speed_new_tokens")  # at defaults, not in the run id
 
     def validate(self) -> None:
         check_language(self.language)

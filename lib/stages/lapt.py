@@ -72,6 +72,8 @@ class LaptParams:
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
+    ADDED_LATER = ("max_train_chars",)  # at its default, left out of the run id (lib.runs.run_id)
+
     def validate(self) -> None:
         check_language(self.language)
         check_choice("mode", self.mode, MODES)

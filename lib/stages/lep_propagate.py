@@ -357,6 +357,16 @@ def _instruct_answers(setup: LepSetup, prompts, log=print):
     return pairs, empty
 
 
+def scores_table(rows: list[dict[str, Any]]):
+    """Each scored model's values side by side (an empty table when nothing was scored:
+    test_max_chars and english_max_chars both 0)."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot_table(index=["language", "metric"], columns="model", values="value").round(3)
+
+
 def pairs_table(pairs: list[dict[str, Any]], per_kind: int = 2):
     """A few pairs of each kind and language: the prompt and T's answer (or the copy target)."""
     import pandas as pd
@@ -467,8 +477,13 @@ def chain_order(names) -> list[str]:
     return sorted(dict.fromkeys(names), key=key)
 
 
-def _languages_last_en(values) -> list[str]:
-    return sorted(set(values), key=lambda language: (language == "en", language))
+def _series_order(values) -> list[str]:
+    """Shot counts by number ("0-shot", "3-shot"), languages with English last."""
+    def key(value: str):
+        number = value.split("-", 1)[0]
+        return (value == "en", int(number) if number.isdigit() else -1, value)
+
+    return sorted(set(map(str, values)), key=key)
 
 
 def chain_panels(table) -> list[tuple[str, str, Any]]:
@@ -488,9 +503,9 @@ def chain_panels(table) -> list[tuple[str, str, Any]]:
     if not tasks.empty:
         rows = primary_rows(tasks)
         bench = (rows.groupby(["model", "n_shot"], as_index=False)["value"].mean()
-                 .assign(series=lambda f: f["n_shot"].astype(int).astype(str) + "-shot"))
-        bench = bench.sort_values("n_shot", kind="mergesort")[columns]
-    panels.append(("benchmarks: mean headline score of the offline tasks", "score (0-1)", bench))
+                 .assign(series=lambda f: f["n_shot"].astype(int).astype(str) + "-shot"))[columns]
+    panels.append(("benchmarks: mean headline score of the offline tasks (accuracy; macro-F1 for topics)",
+                   "score (0-1)", bench))
     copy = table[(kind == "copy") & (table["metric"] == "copy_rate")]
     copy = copy.assign(series=copy["language"]) if not copy.empty else pd.DataFrame(columns=columns)
     panels.append(("copy task: share of paragraphs repeated verbatim", "copy rate", copy[columns]))
@@ -526,14 +541,12 @@ def plot_lep_chain(table, title: str = "LEP chain"):
                              squeeze=False)
     x = np.arange(len(models))
     for ax, (name, unit, frame) in zip(axes.flat, panels):
-        series = list(dict.fromkeys(frame["series"]))
-        if frame["series"].isin(["en"]).any():
-            series = _languages_last_en(series)
+        series = _series_order(frame["series"])
         width = 0.8 / max(len(series), 1)
         for i, label in enumerate(series):
-            values = frame[frame["series"] == label].groupby("model")["value"].first()
+            values = frame[frame["series"].astype(str) == label].groupby("model")["value"].first()
             heights = [float(values.get(model, np.nan)) for model in models]
-            ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=str(label), color=colors(i))
+            ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=label, color=colors(i))
         if not series:
             ax.text(0.5, 0.5, "no rows in the table", ha="center", va="center", transform=ax.transAxes)
         elif len(series) > 1:

@@ -1,0 +1,198 @@
+"""The whole LEP chain on Russian as one sweep (params/sweeps/lep_chain_ru.yaml), planned but
+not run: its structure, the ``labels`` that name run directories in 02's and 08's rows, and
+its figure, drawn from a small synthetic table. (The tiny chain runs in test_lep_stage.py.)"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from lib import params as P
+from lib.paths import PARAMS_DIR
+from lib.stages import figures
+from lib.stages import lep_propagate as LEP
+
+SWEEP = PARAMS_DIR / "sweeps" / "lep_chain_ru.yaml"
+S = "smollm2-135m-instruct"
+
+
+def plan(profile=None):
+    from lib.sweep import load_sweep
+
+    sweep = load_sweep(SWEEP, profile=profile)  # resolves and preflights every run
+    by_stage: dict[str, list] = {}
+    for run in sweep.runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    return sweep, by_stage
+
+
+@pytest.mark.parametrize("profile", [None, "tiny"])
+def test_the_sweep_runs_the_whole_chain(profile):
+    sweep, steps = plan(profile)
+    assert sweep.table == "lep_chain_ru.csv" and sweep.figures == ["lep_chain_ru"]
+    assert len(sweep.runs) == 18
+    assert sorted(r.params.language for r in steps["01_prepare_data"]) == ["en", "ru"]
+    # tokenizers from S, one id each
+    vocab = {r.params.strategy: str(r.run_dir) for r in steps["04_vocab_adapt"]}
+    assert set(vocab) == {"bpe", "extension"}
+    assert all(r.params.model == S and r.params.language == "ru" for r in steps["04_vocab_adapt"])
+    # donors: embeddings-only LAPT of each new vocabulary
+    donors = {r.params.model: str(r.run_dir) for r in steps["03_lapt"]}
+    assert set(donors) == set(vocab.values())
+    assert all(r.params.mode == "embeddings" for r in steps["03_lapt"])
+    # T: S instruction-tuned in full (a LoRA adapter would leave T's embeddings equal to S's)
+    (t,) = steps["05_instruction_tuning"]
+    assert t.params.model == S and t.params.mode == "full" and t.params.language == "ru"
+    # 07: every mode for every donor into T, and conversion with self-calibration per donor
+    lep = steps["07_lep_propagate"]
+    assert all(r.params.base == S and r.params.instruct == str(t.run_dir) for r in lep)
+    combos = sorted((r.params.donor, r.params.mode, r.params.calibrate) for r in lep)
+    expected = [(d, m, False) for d in donors.values() for m in ("conversion", "overlap", "swap")]
+    assert combos == sorted(expected + [(d, "conversion", True) for d in donors.values()])
+    # 02 and 08: S, T, each D and every propagated and calibrated model, each under a label
+    everything = {S, str(t.run_dir), *donors.values(), *(str(r.run_dir) for r in lep)}
+    (evaluate,) = steps["08_evaluate"]
+    scores = steps["02_baseline_eval"]
+    assert sorted(r.params.language for r in scores) == ["en", "ru"]
+    for run in [*scores, evaluate]:
+        assert set(run.params.models) == everything and len(run.params.models) == len(everything) == 12
+        assert len(set(run.params.labels)) == 12
+        assert LEP.chain_order(run.params.labels)[:2] == ["S", "T"]  # every label has its group
+        assert dict(zip(run.params.models, run.params.labels))[S] == "S"
+    assert scores[0].params.labels == evaluate.params.labels and scores[0].params.models == evaluate.params.models
+    from lib.tasks.evaluation import resolve_task_ids
+
+    tasks = resolve_task_ids(evaluate.params.tasks, evaluate.params.language)
+    assert {"copy:ru", "copy:en"} <= set(tasks) and len(tasks) > 2  # the offline tasks as well
+    assert evaluate.params.shots == [0, 3] and evaluate.params.speed_prompts > 0
+    # the table: 02's and 08's rows only
+    assert {r.stage for r in sweep.runs if r.collect} == {"02_baseline_eval", "08_evaluate"}
+
+
+def test_labels_are_checked():
+    from lib.stages.baseline_eval import BaselineEvalParams
+    from lib.stages.evaluate import EvaluateParams
+
+    for cls in (EvaluateParams, BaselineEvalParams):
+        assert P.build(cls, {"models": ["a", "b"], "labels": ["A", "B"]}).labels == ["A", "B"]
+        with pytest.raises(P.ParamsError, match="labels must name each of the 2 models"):
+            P.build(cls, {"models": ["a", "b"], "labels": ["A"]})
+        with pytest.raises(P.ParamsError, match="labels must differ.*A repeated"):
+            P.build(cls, {"models": ["a", "b"], "labels": ["A", "A"]})
+        with pytest.raises(P.ParamsError, match="non-empty"):
+            P.build(cls, {"models": ["a", "b"], "labels": ["A", " "]})
+
+
+def test_08_rows_carry_the_labels_and_load_the_models(monkeypatch):
+    from lib import models
+    from lib.stages import evaluate
+
+    loaded = []
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda spec, **_: (loaded.append(spec), None))
+
+    def fake_task(model, tokenizer, task, n_shot, *, model_name, **_):
+        row = {"model": model_name, "task": task.id, "n_shot": n_shot, "metric": "acc", "value": 0.5, "n": 2,
+               "ci_low": 0.0, "ci_high": 1.0, "chance": 0.25}
+        return [row], [{"model": model_name}]
+
+    monkeypatch.setattr(evaluate, "evaluate_task", fake_task)
+    task = SimpleNamespace(id="t:ru", n_available=2, eval_split="test", kind="multiple_choice")
+    params = P.build(evaluate.EvaluateParams, {"models": ["/runs/07-a", "/runs/07-b"], "labels": ["LEP a", "LEP b"],
+                                               "language": "ru", "shots": [0], "device": "cpu"})
+    rows, predictions, timings = evaluate.evaluate_models(params, [task], log=lambda *_: None)
+    assert loaded == ["/runs/07-a", "/runs/07-b"]
+    assert [r["model"] for r in rows] == ["LEP a", "LEP b"] == [p["model"] for p in predictions]
+    assert [r["model"] for r in timings["runs"]] == ["LEP a", "LEP b"]
+
+
+def test_02_rows_carry_the_labels(monkeypatch):
+    import lib.corpus
+    from lib import models
+    from lib.stages import baseline_eval
+
+    class Split:
+        docs = [{"id": f"d{i}", "text": "текст " * 20, "source": "man"} for i in range(3)]
+
+        def __getitem__(self, key):
+            return [d[key] for d in self.docs] if isinstance(key, str) else self.docs[key]
+
+    monkeypatch.setattr(models, "check_spec", lambda spec: None)
+    monkeypatch.setattr(lib.corpus, "load_corpus", lambda language, tag: {"test": Split()})
+    monkeypatch.setattr(baseline_eval, "_corpus_fingerprint", lambda language, tag: "x")
+    monkeypatch.setattr(baseline_eval, "_model_fingerprint", lambda spec: [])
+    monkeypatch.setattr(baseline_eval, "_score_one", lambda p, name, device, by_source, log: (
+        [{"model": name, "source": "all", "metric": "bits_per_char", "value": 1.0}], {"seconds": 1.0}))
+    params = P.build(baseline_eval.BaselineEvalParams, {"models": ["smollm2-135m-instruct", "/runs/05-t"],
+                                                        "labels": ["S", "T"], "language": "ru", "device": "cpu"})
+    rows, timings = baseline_eval.score_models(params, log=lambda *_: None)
+    assert [r["model"] for r in rows] == ["S", "T"]
+    assert set(timings) == {"device", "S", "T"}
+
+
+# ---------------------------------------------------------------- the figure
+
+MODELS = ["S", "T", "D bpe", "LEP bpe conversion", "LEP bpe conversion calibrated"]
+
+
+def chain_table() -> pd.DataFrame:
+    """Rows shaped as 02_baseline_eval's and 08_evaluate's, for five of the chain's models."""
+    rows = []
+    for i, model in enumerate(MODELS):
+        for language in ("ru", "en"):
+            for source in ("all", "man"):  # only 'all' is plotted
+                rows += [{"model": model, "language": language, "split": "test", "source": source,
+                          "metric": metric, "value": value + 0.1 * i + (source == "man")}
+                         for metric, value in (("bits_per_char", 1.5), ("chars_per_token", 2.0))]
+        speed = {"chars_per_second": 100.0 + 10 * i, "tokens_per_second": 50.0 - i}
+        for n_shot in (0, 3):
+            rows += [{"model": model, "language": "ru", "task": "translation_choice_from_en", "kind": "multiple_choice",
+                      "n_shot": n_shot, "metric": metric, "value": value, **speed}
+                     for metric, value in (("acc", 0.4 + 0.01 * i + 0.1 * (n_shot > 0)), ("acc_norm", 0.9))]
+            rows += [{"model": model, "language": "ru", "task": "topic_classification", "kind": "classification",
+                      "n_shot": n_shot, "metric": metric, "value": value, **speed}
+                     for metric, value in (("acc", 0.9), ("macro_f1", 0.2))]
+        for language in ("ru", "en"):
+            rows.append({"model": model, "language": language, "task": "copy", "kind": "copy", "n_shot": 0,
+                         "metric": "copy_rate", "value": 0.1 * i + (language == "en") * 0.05, **speed})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # the figure may not rely on row order
+
+
+def test_the_chain_figure_reads_its_panels_from_the_table():
+    table = chain_table()
+    assert LEP.chain_order(reversed(MODELS)) == MODELS
+    panels = LEP.chain_panels(table)
+
+    def panel(start: str) -> pd.Series:
+        (frame,) = [frame for title, _, frame in panels if title.startswith(start)]
+        return frame.set_index(["model", "series"])["value"]
+
+    assert len(panels) == 6
+    bench = panel("benchmarks")
+    assert bench[("T", "0-shot")] == pytest.approx((0.41 + 0.2) / 2)  # acc and macro-F1, the headline ones
+    assert bench[("T", "3-shot")] == pytest.approx((0.51 + 0.2) / 2)
+    copy = panel("copy task")
+    assert copy[("D bpe", "en")] == pytest.approx(0.25)
+    bpc = panel("bits per character")
+    assert len(bpc) == 10 and bpc[("S", "ru")] == pytest.approx(1.5)  # per-source rows left out
+    assert panel("characters per token")[("LEP bpe conversion", "en")] == pytest.approx(2.3)
+    speed = panel("generation speed: characters")
+    assert speed[("LEP bpe conversion", "chars per second")] == pytest.approx(130.0)
+    assert panel("generation speed: tokens")[("S", "tokens per second")] == pytest.approx(50.0)
+
+
+def test_the_chain_figure_is_drawn_from_the_table_alone_and_reproducible(tmp_path):
+    assert "lep_chain_ru" in figures.FIGURES
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_chain_ru.csv", index=False)
+    path = figures.make("lep_chain_ru", tmp_path)
+    assert path == tmp_path / "figures" / "lep_chain_ru.png"
+    first = path.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figures.make("lep_chain_ru", tmp_path).read_bytes() == first
+    # a table without speed or copy rows still draws (those panels say so)
+    table = chain_table()
+    table = table[table["kind"] != "copy"].drop(columns=["chars_per_second", "tokens_per_second"])
+    table.to_csv(tmp_path / "tables" / "lep_chain_ru.csv", index=False)
+    assert figures.make("lep_chain_ru", tmp_path).read_bytes() != first
