@@ -18,6 +18,7 @@ modes), ``checkpoints/`` (trainer state, for resume), ``tb/`` (TensorBoard),
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,8 +440,9 @@ def _bpc_frame(rows):
     for column in ("mode", "model"):  # name what differs between runs, nothing else
         if column in frame and frame[column].nunique() > 1:
             label = label + "\n" + frame[column].astype(str)
-    if "label" in frame:  # a sweep step's own name says it better
-        label = frame["label"].where(frame["label"].notna(), label)
+    if "label" in frame:  # a sweep step's own name says it better (wrapped: bars are narrow)
+        wrapped = frame["label"].map(lambda text: textwrap.fill(str(text), 16), na_action="ignore")
+        label = wrapped.where(frame["label"].notna(), label)
     frame["run"] = label
     return frame
 
