@@ -86,3 +86,44 @@ def test_mean_initialisation_beats_random_on_the_real_model(isolated_home):
         model = adapt_model(load_model("smollm2-135m-instruct"), old, new, init=init)
         bpc[init] = score_texts(model, new, text, max_length=256, stride=128).bits_per_char
     assert bpc["mean"] < bpc["random"] - 1.0, bpc
+
+
+@pytest.mark.slow
+def test_a_lora_adapter_trained_after_a_vocabulary_change_reloads_onto_its_base(isolated_home, tmp_path):
+    """03 in lora_embeddings mode on a 04 run: the saved adapter (LoRA + the resized embedding
+    rows) loads onto the 04 model without a size mismatch and gives the merged model's logits;
+    onto the unchanged base it does not load."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from lib.corpus import build_corpus
+    from lib.models import resolve
+    from lib.sweep import run_sweep
+
+    for language in ("ru", "en"):
+        build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
+                     validation_fraction=0.1, tokenizers=[])
+    sweep = tmp_path / "chain.yaml"
+    sweep.write_text("""
+table: chain.csv
+steps:
+  - id: v
+    notebook: 04_vocab_adapt
+  - notebook: 03_lapt
+    params: {model: "@v", mode: lora_embeddings, language: ru, max_steps: 2}
+    collect: true
+""")
+    run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
+    vocab_model = next((isolated_home / "runs" / "04_vocab_adapt").glob("04_vocab_adapt-*")) / "model"
+    lapt_run = next((isolated_home / "runs" / "03_lapt").glob("03_lapt-*"))
+    base = AutoModelForCausalLM.from_pretrained(vocab_model, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, str(lapt_run / "adapter")).eval()
+    merged = AutoModelForCausalLM.from_pretrained(lapt_run / "model", dtype=torch.float32).eval()
+    ids = torch.tensor([[1, 5, base.config.vocab_size - 1, 7]])  # a new token's id included
+    with torch.no_grad():
+        assert torch.allclose(adapted(ids).logits, merged(ids).logits, atol=1e-4)
+    old_base = AutoModelForCausalLM.from_pretrained(resolve("tiny-random"), dtype=torch.float32)
+    assert old_base.config.vocab_size < base.config.vocab_size
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        PeftModel.from_pretrained(old_base, str(lapt_run / "adapter"))
