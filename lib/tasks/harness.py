@@ -10,6 +10,14 @@ empty contexts and rolling log-likelihoods start from the document prefix
 token of our scorers (``lib.lm_metrics.document_prefix_ids``), where our own
 ``lib.tasks.scoring`` always puts that token first.
 
+Rolling log-likelihoods (perplexity tasks: ``bits_per_byte``...) split a text into
+disjoint windows of ``max_length`` tokens (default: the model's context), each
+seeing the ``max_length`` tokens before its last target; that is ``eval-lm``'s
+scoring with ``--stride`` equal to ``--max-length``, so with the same two numbers
+the two commands give the same bits per byte (``eval-lm``'s default stride of half
+a window gives later windows more context, and so a slightly different, usually
+lower, number on texts longer than one window).
+
     from lib.tasks import harness
     results = harness.evaluate("smollm2-135m-instruct", ["xcopa_tr", "belebele_tur_Latn"],
                                num_fewshot=0)
@@ -28,8 +36,8 @@ import math
 from typing import Any
 
 MODEL_NAME = "langadapt"
-_INSTALL_HINT = ("lm-evaluation-harness is not installed; `pip install lm-eval==0.4.13` "
-                 "(it is optional: only this bridge needs it)")
+_INSTALL_HINT = ("lm-evaluation-harness is not installed; it is part of the pinned environment "
+                 "(requirements.txt: lm-eval==0.4.13): run `make setup`")
 _CLASS = None
 
 
@@ -76,19 +84,23 @@ def lm_class():
     return _CLASS
 
 
-def make_lm(model: str, *, dtype: str = "float32", device: str = "auto", batch_size: int = 8):
-    return lm_class()(model, dtype=dtype, device=device, batch_size=batch_size)
+def make_lm(model: str, *, dtype: str = "float32", device: str = "auto", batch_size: int = 8,
+            max_length: int | None = None):
+    """``max_length``: tokens per window (default: lm-eval's, from the model's context)."""
+    extra = {"max_length": max_length} if max_length is not None else {}
+    return lm_class()(model, dtype=dtype, device=device, batch_size=batch_size, **extra)
 
 
 def evaluate(model: str, tasks: list[str], *, num_fewshot: int = 0, limit: int | float | None = None,
              batch_size: int = 8, dtype: str = "float32", device: str = "auto",
              include_path: str | None = None, include_defaults: bool = True,
-             bootstrap_iters: int = 1000, seed: int = 1234) -> dict[str, Any]:
+             bootstrap_iters: int = 1000, seed: int = 1234,
+             max_length: int | None = None) -> dict[str, Any]:
     """``lm_eval.simple_evaluate`` with our model; returns its results dictionary.
 
     ``include_path`` adds a directory of task YAML files (local tasks, e.g. the
     tests' fixtures); ``include_defaults=False`` skips indexing lm-eval's own
-    thousands of tasks when only those are needed.
+    thousands of tasks when only those are needed. ``max_length``: see ``make_lm``.
     """
     _import_lm_eval()
     from lm_eval import simple_evaluate
@@ -96,7 +108,8 @@ def evaluate(model: str, tasks: list[str], *, num_fewshot: int = 0, limit: int |
 
     manager = TaskManager(include_path=include_path, include_defaults=include_defaults)
     return simple_evaluate(
-        model=make_lm(model, dtype=dtype, device=device, batch_size=batch_size), tasks=list(tasks),
+        model=make_lm(model, dtype=dtype, device=device, batch_size=batch_size, max_length=max_length),
+        tasks=list(tasks),
         num_fewshot=num_fewshot, limit=limit, task_manager=manager, bootstrap_iters=bootstrap_iters,
         log_samples=False, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
         fewshot_random_seed=seed,
@@ -135,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--include-path")
+    parser.add_argument("--max-length", type=int,
+                        help="tokens per window (default: the model's context)")
     args = parser.parse_args(argv)
     results = evaluate(args.model, args.tasks.split(","), num_fewshot=args.num_fewshot,
                        limit=int(args.limit) if args.limit and args.limit >= 1 else args.limit,
                        batch_size=args.batch_size, dtype=args.dtype, device=args.device,
-                       include_path=args.include_path)
+                       include_path=args.include_path, max_length=args.max_length)
     print(json.dumps(rows(results, args.model), indent=2, ensure_ascii=False))
     return 0
 
