@@ -38,7 +38,7 @@ def test_strategy_parameters_reach_the_strategy():
 @pytest.mark.slow
 def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
     from lib.corpus import build_corpus
-    from lib.sweep import run_sweep
+    from lib.sweep import load_sweep, run_sweep
 
     for language in ("ru", "en"):
         build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
@@ -54,7 +54,7 @@ steps:
     collect: true
 """)
     table = run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
-    vocab_run = next((isolated_home / "runs" / "04_vocab_adapt").glob("04_vocab_adapt-*"))
+    vocab_run = load_sweep(sweep, profile="tiny").runs[0].run_dir  # not a glob: the home is shared
     metrics = json.loads((vocab_run / "metrics.json").read_text())
     values = {(r["tokenizer"], r["language"], r["split"], r["metric"]): r["value"] for r in metrics["rows"]}
     ru_test = [values[(t, "ru", "test", "chars_per_token")] for t in ("original", "extension")]
@@ -99,7 +99,7 @@ def test_a_lora_adapter_trained_after_a_vocabulary_change_reloads_onto_its_base(
 
     from lib.corpus import build_corpus
     from lib.models import resolve
-    from lib.sweep import run_sweep
+    from lib.sweep import load_sweep, run_sweep
 
     for language in ("ru", "en"):
         build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
@@ -115,8 +115,8 @@ steps:
     collect: true
 """)
     run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
-    vocab_model = next((isolated_home / "runs" / "04_vocab_adapt").glob("04_vocab_adapt-*")) / "model"
-    lapt_run = next((isolated_home / "runs" / "03_lapt").glob("03_lapt-*"))
+    vocab_run, lapt_run = (run.run_dir for run in load_sweep(sweep, profile="tiny").runs)  # the home is shared
+    vocab_model = vocab_run / "model"
     base = AutoModelForCausalLM.from_pretrained(vocab_model, dtype=torch.float32)
     adapted = PeftModel.from_pretrained(base, str(lapt_run / "adapter")).eval()
     merged = AutoModelForCausalLM.from_pretrained(lapt_run / "model", dtype=torch.float32).eval()
