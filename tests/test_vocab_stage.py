@@ -35,8 +35,10 @@ def test_strategy_parameters_reach_the_strategy():
     assert stages.resolve(VA.STAGE, profile="tiny", overrides={"strategy": "extension"}).target_size == 0
 
 
-@pytest.mark.slow
-def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
+def _vocab_then_lapt(tmp_path, lapt_params: str):
+    """A tiny 04 run (SmolLM2's tokenizer extended on a tiny ru corpus) chained into 03 with
+    ``lapt_params``; returns the table and the two run directories (from the sweep's plan:
+    the test home is shared, so a glob could find another test's run)."""
     from lib.corpus import build_corpus
     from lib.sweep import load_sweep, run_sweep
 
@@ -44,17 +46,23 @@ def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
         build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
                      validation_fraction=0.1, tokenizers=[])
     sweep = tmp_path / "chain.yaml"
-    sweep.write_text("""
+    sweep.write_text(f"""
 table: chain.csv
 steps:
   - id: v
     notebook: 04_vocab_adapt
   - notebook: 03_lapt
-    params: {model: "@v", mode: embeddings, language: ru}
+    params: {{model: "@v", language: ru, {lapt_params}}}
     collect: true
 """)
     table = run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
-    vocab_run = load_sweep(sweep, profile="tiny").runs[0].run_dir  # not a glob: the home is shared
+    vocab_run, lapt_run = (run.run_dir for run in load_sweep(sweep, profile="tiny").runs)
+    return table, vocab_run, lapt_run
+
+
+@pytest.mark.slow
+def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
+    table, vocab_run, _ = _vocab_then_lapt(tmp_path, "mode: embeddings")
     metrics = json.loads((vocab_run / "metrics.json").read_text())
     values = {(r["tokenizer"], r["language"], r["split"], r["metric"]): r["value"] for r in metrics["rows"]}
     ru_test = [values[(t, "ru", "test", "chars_per_token")] for t in ("original", "extension")]
@@ -97,25 +105,9 @@ def test_a_lora_adapter_trained_after_a_vocabulary_change_reloads_onto_its_base(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from lib.corpus import build_corpus
     from lib.models import resolve
-    from lib.sweep import load_sweep, run_sweep
 
-    for language in ("ru", "en"):
-        build_corpus(language, tag="tiny", max_docs_per_source=40, min_chars=100, test_fraction=0.2,
-                     validation_fraction=0.1, tokenizers=[])
-    sweep = tmp_path / "chain.yaml"
-    sweep.write_text("""
-table: chain.csv
-steps:
-  - id: v
-    notebook: 04_vocab_adapt
-  - notebook: 03_lapt
-    params: {model: "@v", mode: lora_embeddings, language: ru, max_steps: 2}
-    collect: true
-""")
-    run_sweep(sweep, profile="tiny", results_dir=tmp_path, log=lambda *a: None)
-    vocab_run, lapt_run = (run.run_dir for run in load_sweep(sweep, profile="tiny").runs)  # the home is shared
+    _, vocab_run, lapt_run = _vocab_then_lapt(tmp_path, "mode: lora_embeddings, max_steps: 2")
     vocab_model = vocab_run / "model"
     base = AutoModelForCausalLM.from_pretrained(vocab_model, dtype=torch.float32)
     adapted = PeftModel.from_pretrained(base, str(lapt_run / "adapter")).eval()
