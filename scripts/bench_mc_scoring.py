@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch-tokens", type=int, default=4096, help="tokens per forward pass, both scorers")
     parser.add_argument("--repeats", type=int, default=1, help="alternating timings of each scorer")
     parser.add_argument("--corpus-tag", default="default")
-    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 (AMX on this CPU)")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16 (AVX512-BF16 on this CPU)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--skip-one-by-one", action="store_true",
                         help="do not time naive scoring with one sequence per forward pass")
