@@ -51,17 +51,21 @@ def test_the_sweep_runs_the_whole_chain(profile):
     combos = sorted((r.params.donor, r.params.mode, r.params.calibrate) for r in lep)
     expected = [(d, m, False) for d in donors.values() for m in ("conversion", "overlap", "swap")]
     assert combos == sorted(expected + [(d, "conversion", True) for d in donors.values()])
-    # 02 and 08: S, T, each D and every propagated and calibrated model, each under a label
+    # 02: S, T, each D and every propagated and calibrated model, each under a label;
+    # 08: the same without the donors (no instruct model to compare them with)
     everything = {S, str(t.run_dir), *donors.values(), *(str(r.run_dir) for r in lep)}
     (evaluate,) = steps["08_evaluate"]
     scores = steps["02_baseline_eval"]
     assert sorted(r.params.language for r in scores) == ["en", "ru"]
-    for run in [*scores, evaluate]:
-        assert set(run.params.models) == everything and len(run.params.models) == len(everything) == 12
-        assert len(set(run.params.labels)) == 12
+    for run, models in [*((s, everything) for s in scores), (evaluate, everything - set(donors.values()))]:
+        assert set(run.params.models) == models and len(run.params.models) == len(models)
+        assert len(set(run.params.labels)) == len(models)
         assert LEP.chain_order(run.params.labels)[:2] == ["S", "T"]  # every label has its group
-        assert dict(zip(run.params.models, run.params.labels))[S] == "S"
-    assert scores[0].params.labels == evaluate.params.labels and scores[0].params.models == evaluate.params.models
+        named = dict(zip(run.params.models, run.params.labels))
+        assert named[S] == "S" and named[str(t.run_dir)] == "T"
+    assert len(scores[0].params.models) == 12 and len(evaluate.params.models) == 10
+    scored = dict(zip(scores[0].params.models, scores[0].params.labels))
+    assert all(scored[m] == label for m, label in zip(evaluate.params.models, evaluate.params.labels))
     from lib.tasks.evaluation import resolve_task_ids
 
     tasks = resolve_task_ids(evaluate.params.tasks, evaluate.params.language)
