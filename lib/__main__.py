@@ -22,6 +22,8 @@ from lib.paths import PARAMS_DIR
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean 'bad input': printed as one line, exit code 2, no traceback."""
+    from lib.cost import CostError
+    from lib.launchers import LaunchError
     from lib.models import ModelSpecError
     from lib.packages import PackageError
     from lib.params import ParamsError
@@ -33,7 +35,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lib.vocab import VocabError
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
-              TrainingSetupError, RunError, VocabError, FileNotFoundError, PermissionError]
+              TrainingSetupError, RunError, VocabError, CostError, LaunchError, FileNotFoundError,
+              PermissionError]
     try:
         from lib.corpus import CorpusError
 
@@ -41,6 +44,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+def _cost_options(p: argparse.ArgumentParser) -> None:
+    """Where the runs' electricity comes from: recorded in run.json's cost block, not a run parameter."""
+    p.add_argument("--country", metavar="ISO3", help="the grid's country for CO2 (ISO 3166-1 alpha-3, e.g. POL; "
+                   "default $LANGADAPT_COUNTRY, else codecarbon's world average)")
+    p.add_argument("--carbon-intensity", metavar="G_PER_KWH", help="the grid's carbon intensity in gCO2e/kWh "
+                   "instead of a country's (default $LANGADAPT_CARBON_INTENSITY)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--profile", help="a params/profiles/ name: tiny, cpu, gpu")
     p.add_argument("--force", action="store_true", help="rerun even if a finished run exists")
+    _cost_options(p)
+    p.add_argument("--quiet", action="store_true", help="no notebook sections or progress bars (errors still show)")
+
+    from lib import launchers
 
     for name, text in (("sweep", "run a sweep file"), ("demo", "the baseline demo sweep")):
         p = sub.add_parser(name, help=text)
@@ -80,12 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
         p.add_argument("--results-dir", help="where tables/ and figures/ go (default results/)")
         p.add_argument("--force", action="store_true")
+        launchers.add_arguments(p)  # --workers, --devices, --launcher
+        _cost_options(p)
+        p.add_argument("--quiet", action="store_true", help="no notebook sections or progress bars (errors still show)")
 
     p = sub.add_parser("figures", help="regenerate figures from results tables")
     p.add_argument("names", nargs="*", default=["all"])
     p.add_argument("--results-dir")
 
     args = parser.parse_args(argv)
+    from lib import progress
+
+    progress.set_quiet(getattr(args, "quiet", False))  # run, sweep and demo have --quiet
     import matplotlib
 
     matplotlib.use("Agg")  # figures drawn here are files; notebooks' kernels draw inline
@@ -138,6 +159,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                                 overrides=overrides | {"language": args.language})
         print(prepare_data.build(params, force=args.force))
         return 0
+    if args.command in ("run", "sweep", "demo"):
+        from lib import cost
+
+        cost.use(args.country, args.carbon_intensity)  # checked before any run; the runs record it
     if args.command == "run":
         from lib import preflight, runs
 
@@ -152,10 +177,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps({"run_dir": str(run_dir), **runs.load_record(run_dir)}, indent=2)[:2000])
         return 0
     if args.command in ("sweep", "demo"):
+        from lib import launchers
         from lib.sweep import run_sweep
 
         file = args.file if args.command == "sweep" else PARAMS_DIR / "sweeps" / "baseline.yaml"
-        table = run_sweep(file, profile=args.profile, overrides=overrides, force=args.force,
+        launch = launchers.from_args(args)  # bad launch options fail here, before the sweep loads
+        table = run_sweep(file, profile=args.profile, overrides=overrides, force=args.force, launch=launch,
                           results_dir=Path(args.results_dir) if args.results_dir else None)
         print(f"{len(table)} rows")
         return 0

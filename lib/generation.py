@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lib import progress
+
 
 def generate_token_ids(model, tokenizer, encoded: Sequence[list[int]], *, max_new_tokens: int,
                        batch_size: int = 16, **generate_kwargs: Any) -> list[list[int]]:
@@ -21,7 +23,7 @@ def generate_token_ids(model, tokenizer, encoded: Sequence[list[int]], *, max_ne
     outputs: list[list[int]] = []
     model.eval()
     with torch.inference_mode():
-        for first in range(0, len(encoded), batch_size):
+        for first in progress.track(range(0, len(encoded), batch_size), "generating", unit="batch"):
             batch = encoded[first:first + batch_size]
             width = max(map(len, batch))
             # left padding: every prompt ends at the same position, where generation starts

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lib import progress as run_progress  # `progress` is the tqdm flag of the scoring functions
+
 LN2 = math.log(2.0)
 _ENDOFTEXT = "<|endoftext|>"
 _CE_CHUNK = 1024  # rows of logits per cross-entropy call, to bound the peak memory
@@ -258,8 +260,8 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, max_length: int = 102
     n_tokens = 0
     batches = range(0, len(windows), batch_size)
     with torch.inference_mode():
-        for first in tqdm(batches, desc="scoring", unit="batch", disable=not progress,
-                          file=sys.stderr):
+        bars = tqdm(batches, desc="scoring", unit="batch", disable=not progress, file=sys.stderr)
+        for first in run_progress.track(bars, "scoring", total=len(batches), unit="batch"):
             batch = windows[first:first + batch_size]
             lengths = torch.tensor([len(w.input_ids) for w in batch])
             n_targets = torch.tensor([w.n_targets for w in batch])

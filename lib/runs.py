@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from lib import cost, progress
 from lib.params import as_dict
 from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT, runs_dir
 from lib.staging import alive
@@ -86,6 +87,7 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
     run_dir = run_path(stage, params, root)
     if is_complete(run_dir) and not force:
         return run_dir
+    grid = cost.grid_from_env()  # a bad LANGADAPT_COUNTRY fails here, before the run
     with _claimed(run_dir):
         previous = _previous_record(run_dir)
         if force:
@@ -104,6 +106,9 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
             "resumed": bool(previous) and not force,
             "starts": (previous.get("starts", 1) + 1) if previous and not force else 1,
         }
+        meter = cost.Meter(run_dir, grid, starts=record["starts"],
+                           earlier=previous.get("cost") if previous and not force else None)
+        record["cost"] = meter.block()  # the earlier starts' cost until this one stops
         _write_record(run_dir, record)
         ensure_kernel()
         notebook = NOTEBOOKS_DIR / f"{stage}.ipynb"
@@ -113,31 +118,34 @@ def execute(stage: str, params, *, root: Path | None = None, force: bool = False
         # The kernel draws inline, so the executed notebook holds its figures; a backend chosen for
         # this process (Agg on the command line) must not reach it.
         os.environ.pop("MPLBACKEND", None)
+        meter.start()
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(notebook), str(run_dir / notebook.name), parameters=values,
-                kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR),
-                progress_bar=False, log_output=log_output,
-                kernel_manager_class=_kernel_manager(run_dir / KERNEL_LOG),
-            )
+            with progress.terminal(run_dir, run_dir / KERNEL_LOG) as shown:  # sections and step bars
+                papermill.execute_notebook(
+                    str(notebook), str(run_dir / notebook.name), parameters=values,
+                    kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS_DIR),
+                    progress_bar=False, log_output=log_output,
+                    kernel_manager_class=_kernel_manager(run_dir / KERNEL_LOG), **shown,
+                )
         except KeyboardInterrupt:
             record |= {"status": "interrupted", "wall_seconds": round(time.perf_counter() - start, 2),
-                       "finished": _now()}
+                       "finished": _now(), "cost": meter.stop("interrupted")}
             _write_record(run_dir, record)
             raise
         except Exception as exc:  # recorded, then re-raised: papermill must not report success
             record |= {"status": "failed", "error": str(exc)[-4000:],
-                       "wall_seconds": round(time.perf_counter() - start, 2), "finished": _now()}
+                       "wall_seconds": round(time.perf_counter() - start, 2), "finished": _now(),
+                       "cost": meter.stop("failed")}
             _write_record(run_dir, record)
             raise RunError(f"{stage} failed: {_cause(exc)} (the executed notebook: {run_dir / notebook.name})") \
                 from exc
         if not (run_dir / METRICS_FILE).is_file():
-            record |= {"status": "failed", "error": "notebook wrote no metrics.json"}
+            record |= {"status": "failed", "error": "notebook wrote no metrics.json", "cost": meter.stop("failed")}
             _write_record(run_dir, record)
             raise RunError(f"{stage} finished but wrote no {METRICS_FILE} in {run_dir}")
         record |= {"status": "complete", "finished": _now(),
-                   "wall_seconds": round(time.perf_counter() - start, 2)}
+                   "wall_seconds": round(time.perf_counter() - start, 2), "cost": meter.stop("complete")}
         _write_record(run_dir, record)
     return run_dir
 

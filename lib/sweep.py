@@ -31,6 +31,9 @@ where the varying parameters alone (a run directory as a model) would not say wh
 
 Every run's parameters are resolved and validated before the first run
 starts, so a typo in the last step fails in a second, not after an hour.
+
+Runs that do not read each other's output can run at once (``--workers``, ``--devices``,
+``--launcher``): lib/scheduling.py decides which waits for which, lib/launchers.py where they run.
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lib import runs, stages
 from lib.params import ParamsError, field_names, load_yaml
 from lib.paths import RESULTS_DIR, runs_dir
+
+if TYPE_CHECKING:
+    from lib.launchers import Launch
 
 SWEEP_KEYS = {"name", "table", "figures", "steps", "description", "profile"}
 STEP_KEYS = {"id", "notebook", "params", "grid", "collect", "label"}
@@ -203,8 +209,12 @@ def _applicable(stage: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
 
 def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path | None = None,
               overrides: dict[str, Any] | None = None, force: bool = False,
-              log=print) -> pd.DataFrame:
+              launch: Launch | None = None, log=print) -> pd.DataFrame:
     """Run every planned run (skipping complete ones), then write the table and figures.
+
+    ``launch`` (lib.launchers; None = one run after another, in this process): runs that do not
+    need each other's output run at once, in worker processes or submitit jobs; a failed run's
+    dependents do not start, the others finish, then the failure is raised.
 
     Where they go: ``results_dir`` when given; else the committed ``results/`` when the
     sweep runs as its table was made (the file's own profile, no overrides); else a
@@ -222,15 +232,10 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
             f"{sweep.made_for or 'none'} and no overrides)")
     table_path = results_dir / "tables" / sweep.table
     try:
-        for i, run in enumerate(sweep.runs, 1):
-            label = f"[{i}/{len(sweep.runs)}] {run.stage} {run.varying or ''}"
-            if runs.is_complete(run.run_dir) and not force:
-                log(f"{label}: complete, skipped ({run.run_dir.name})")
-                continue
-            log(f"{label}: running in {run.run_dir}")
-            runs.execute(run.stage, run.params, force=force, log=log,
-                         provenance={"sweep": str(path), "profile": sweep.profile})
-            log(f"{label}: done in {runs.load_record(run.run_dir)['wall_seconds']} s")
+        if launch is None:
+            _run_serial(sweep, path, force, log)
+        else:
+            _run_parallel(sweep, path, launch, force, log)
     except BaseException:
         partial = scratch_dir(sweep) / "partial" / sweep.table
         if write_table(collect_rows(sweep), partial):
@@ -246,6 +251,34 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
         for name in sweep.figures:
             log(f"figure {name}: {figures.make(name, results_dir)}")
     return table
+
+
+def _run_serial(sweep: Sweep, path: str | Path, force: bool, log) -> None:
+    for i, run in enumerate(sweep.runs, 1):
+        label = f"[{i}/{len(sweep.runs)}] {run.stage} {run.varying or ''}"
+        if runs.is_complete(run.run_dir) and not force:
+            log(f"{label}: complete, skipped ({run.run_dir.name})")
+            continue
+        log(f"{label}: running in {run.run_dir}")
+        runs.execute(run.stage, run.params, force=force, log=log,
+                     provenance={"sweep": str(path), "profile": sweep.profile})
+        log(f"{label}: done in {runs.load_record(run.run_dir)['wall_seconds']} s")
+
+
+def _run_parallel(sweep: Sweep, path: str | Path, launch: Launch, force: bool, log) -> None:
+    """The planned runs through lib.scheduling: each starts once the runs it needs are complete."""
+    from lib import launchers, scheduling
+
+    log = scheduling.serialized(log)  # workers' lines arrive from several threads
+    slots = launch.slots_for(len(sweep.runs))
+    where = f"{len(slots)} device(s) {', '.join(map(str, slots))}" if slots[0] is not None else \
+        f"up to {len(slots)} at once"
+    log(f"runs through {launch.launcher}, {where}; each waits for the runs whose output it reads")
+    todo = [run for run in sweep.runs if force or not runs.is_complete(run.run_dir)]
+    scheduling.prepare_shared(todo, log)
+    launcher = launchers.open_launcher(launch, scratch_dir(sweep) / "jobs", log)
+    scheduling.run_all(sweep.runs, launcher, slots=slots, force=force, log=log,
+                       provenance={"sweep": str(path), "profile": sweep.profile, "launcher": launch.launcher})
 
 
 def scratch_dir(sweep: Sweep) -> Path:

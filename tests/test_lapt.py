@@ -30,7 +30,7 @@ EN = ("Open the File menu and choose Save As.", "Click OK to close the dialog.",
 
 TINY = dict(model="tiny-random", block_size=32, batch_size=4, max_steps=6, eval_steps=3, save_steps=3,
             log_steps=1, learning_rate=0.01, val_max_chars=1000, test_max_chars=2000, english_max_chars=1000,
-            eval_max_length=128, eval_stride=64)
+            english_general_max_chars=0, eval_max_length=128, eval_stride=64)
 
 
 def tiny_corpus(language: str, n_docs: int = 60, empty: bool = False):
@@ -83,6 +83,7 @@ def test_defaults_validate_and_lora_defaults_are_curies():
     ({"lr_scheduler": "onecycle"}, "lr_scheduler must be one of"),
     ({"learning_rate": "1e-3"}, "'learning_rate' must be float"),
     ({"lenguage": "pl"}, "unknown parameter"),
+    ({"english_general_max_chars": -1}, "english_general_max_chars must be non-negative"),
 ])
 def test_bad_params_are_named(values, message):
     with pytest.raises(P.ParamsError, match=message):
@@ -104,6 +105,21 @@ def test_notebook_parameters_cell_matches_the_dataclass():
 
     # papermill must read every line too (an '=' inside a comment makes it skip the line)
     assert list(papermill.inspect_notebook(str(NOTEBOOKS_DIR / "03_lapt.ipynb"))) == list(values)
+
+
+def test_options_added_later_keep_the_committed_run_ids():
+    """The demo's run (03's defaults, pl) keeps the id in the committed table; changed, an option
+    added later is part of the id."""
+    import pandas as pd
+
+    from lib import runs
+
+    committed = set(pd.read_csv(PROJ_ROOT / "results/tables/lapt.csv")["run_id"].dropna())
+    demo = stages.resolve(lapt.STAGE, overrides={"language": "pl"})
+    assert {runs.run_id(lapt.STAGE, demo)} == committed
+    for key in lapt.LaptParams.ADDED_LATER:
+        changed = stages.resolve(lapt.STAGE, overrides={"language": "pl", key: 12345})
+        assert runs.run_id(lapt.STAGE, changed) not in committed, key
 
 
 def test_experiment_files_resolve(tmp_path):
@@ -272,6 +288,30 @@ def test_tied_embeddings_survive_merge_and_reload(corpora, tmp_path):
     assert not (model.get_input_embeddings().weight == base.get_input_embeddings().weight).all()
 
 
+def test_tiny_run_scores_general_and_parallel_english(corpora, tmp_path):
+    """Two English texts, told apart by their split: the en corpus's test split (the English side of
+    the training domain) and general English (Debian's fortunes), each before and after."""
+    from lib.corpus.general_english import SOURCE, general_english_texts
+    from lib.packages import PackageError
+
+    try:
+        general = general_english_texts(1500)
+    except PackageError as exc:  # no apt access on this machine
+        pytest.skip(f"packaged source not available: {exc}")
+    params = tiny_params(max_steps=2, eval_steps=0, save_steps=0, english_general_max_chars=1500)
+    rows, summary = lapt.run_lapt(params, tmp_path / "run", log=quiet)
+    bpc = {(r["stage"], r["language"], r["split"]): r for r in rows if r["metric"] == "bits_per_char"}
+    texts = {("pl", "test"), ("en", "test"), ("en", SOURCE)}
+    assert set(bpc) == {(stage, *text) for stage in ("before", "after") for text in texts}
+    assert bpc[("before", "en", SOURCE)]["n_chars"] == sum(map(len, general)) >= 1500
+    assert bpc[("before", "en", SOURCE)]["value"] != bpc[("before", "en", "test")]["value"]
+    assert set(summary["setup"]["eval_chars"]) == {"pl/test", "en/test", f"en/{SOURCE}"}
+    cached = json.loads((tmp_path / "run" / "scores_before.json").read_text())
+    assert set(cached["key"]["sets"]) == {"pl/test", "en/test", f"en/{SOURCE}"}
+    fig = lapt.plot_before_after(rows)  # general English gets its own panel, beside the parallel one
+    assert [ax.get_title() for ax in fig.axes] == [name for _, name in lapt.PANELS]
+
+
 def test_script_entry_point(corpora, tmp_path, capsys):
     import importlib.util
 
@@ -300,3 +340,6 @@ def test_lapt_figure_from_table(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "tables" / "lapt.csv", index=False)
     path = figures.make("lapt_bpc", tmp_path)
     assert path == tmp_path / "figures" / "lapt_bpc.png" and path.stat().st_size > 0
+    # a table from before general English was scored: its English panel says which text it is
+    fig = lapt.plot_before_after(pd.read_csv(tmp_path / "tables" / "lapt.csv"))
+    assert [ax.get_title() for ax in fig.axes] == [lapt.PANELS[0][1], lapt.PANELS[2][1]]

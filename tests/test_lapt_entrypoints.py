@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 TINY = {"model": "tiny-random", "corpus_tag": "tiny", "block_size": 64, "batch_size": 4, "max_steps": 4,
         "eval_steps": 2, "save_steps": 2, "log_steps": 1, "val_max_chars": 1500, "test_max_chars": 2000,
-        "english_max_chars": 0, "eval_max_length": 128, "eval_stride": 64, "learning_rate": 0.001}
+        "english_max_chars": 0, "english_general_max_chars": 0, "eval_max_length": 128, "eval_stride": 64,
+        "learning_rate": 0.001}
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
+from lib import progress
+
 
 def class_weights(labels: Sequence[int], n_classes: int) -> list[float]:
     """Balanced weights ``n_samples / (n_present_classes * count_c)``; 0 for a class absent from ``labels``.
@@ -42,6 +44,7 @@ class ClassifierTrainer(Trainer):
 
     def __init__(self, *args, class_weights: Sequence[float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.add_callback(progress.trainer_callback())  # steps on the terminal of `python -m lib run`
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it for gradient accumulation
 

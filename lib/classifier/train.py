@@ -32,7 +32,7 @@ class ClassifierResult:
     predictions: list[dict[str, Any]]  # per evaluated item: item (its id), label, pred, float32 logits, model, ...
     confusion: list[list[int]]  # [true class][predicted class], in task.classes order
     class_weights: list[float] | None  # the loss's weights; None when unweighted
-    train_metrics: dict[str, float]  # train_loss, train_runtime (s), train_samples_per_second, epoch, steps
+    train_metrics: dict[str, float]  # train_loss, train_runtime (s), samples/s, epoch, steps, tokens_seen
     history: list[dict[str, Any]]  # the trainer's log (loss, learning rate, grad norm per logged step)
     model_dir: Path | None = None  # the saved classifier with its tokenizer
     notes: list[str] = field(default_factory=list)
@@ -123,6 +123,7 @@ def train_classifier(model_spec: str, task: Task, train: Sequence[Item], setting
         train_metrics = {k: float(v) for k, v in trainer.train(resume_from_checkpoint=resume).metrics.items()
                          if k != "total_flos"}
     train_metrics["steps"] = trainer.state.global_step
+    train_metrics["tokens_seen"] = trainer.state.num_input_tokens_seen  # also after a resume that had no training left
     history = [dict(entry) for entry in trainer.state.log_history]
     # drop accelerate's bf16 autocast wrapper: evaluation and the saved model are float32
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)

@@ -5,7 +5,7 @@ language, five training modes (see ``lib.training.modes``). The steps, which
 the notebook calls one by one and ``scripts/train_lapt.py`` runs in a row::
 
     setup = prepare(params, run_dir)        # every check, before any training
-    before = score_before(setup)            # target test split + English, base model
+    before = score_before(setup)            # target test split + two English texts, base model
     outcome = train(setup)                  # SFTTrainer, packed blocks, resumes a killed run
     after, check = finish(setup, outcome)   # merged checkpoint in <run_dir>/model, rescored
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.corpus.general_english import SOURCE as ENGLISH_GENERAL
 from lib.params import DEVICES, ParamsError, as_dict, check_choice, check_language, check_positive
 from lib.training.arguments import check_train_fields
 from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
@@ -64,8 +65,9 @@ class LaptParams:
     save_total_limit: int = 2  # checkpoints kept on disk
     log_steps: int = 10  # training loss logged every N optimizer steps
     test_max_chars: int = 60000  # characters of the target test split scored before and after
-    english_max_chars: int = 30000  # characters of the English test split, for forgetting (0 = skip)
+    english_max_chars: int = 30000  # characters of the en corpus test split (LibreOffice help: in-domain) (0 = skip)
     english_corpus_tag: str = ""  # corpus_tag of the English corpus ("" = corpus_tag)
+    english_general_max_chars: int = 0  # characters of general English (Debian fortunes), for forgetting (0 = skip)
     eval_max_length: int = 1024  # tokens per scoring window
     eval_stride: int = 512  # new tokens per scoring window
     eval_batch_size: int = 8  # windows per scoring forward pass
@@ -73,7 +75,8 @@ class LaptParams:
     device: str = "auto"  # auto (cuda when available), cpu or cuda
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
-    ADDED_LATER = ("max_train_chars",)  # at its default, left out of the run id (lib.runs.run_id)
+    # at their defaults, left out of the run id (lib.runs.run_id), so finished runs keep their ids
+    ADDED_LATER = ("max_train_chars", "english_general_max_chars")
 
     def validate(self) -> None:
         check_language(self.language)
@@ -88,7 +91,7 @@ class LaptParams:
         for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
             check_positive(key, getattr(self, key))
         for key in ("max_train_tokens", "max_train_chars", "val_max_chars", "test_max_chars",
-                    "english_max_chars"):
+                    "english_max_chars", "english_general_max_chars"):
             check_positive(key, getattr(self, key), allow_zero=True)
         if self.eval_stride > self.eval_max_length:
             raise ParamsError(f"eval_stride ({self.eval_stride}) must not exceed eval_max_length "
@@ -150,7 +153,7 @@ class LaptSetup:
             "tokens_per_step": p.block_size * p.batch_size * p.grad_accum * self.world_size,
             "planned_steps": self.planned_steps,
             "val_chars": sum(len(t) for t in self.val_texts),
-            "eval_chars": {s.language: sum(len(t) for t in s.texts) for s in self.eval_sets},
+            "eval_chars": {f"{s.language}/{s.split}": sum(len(t) for t in s.texts) for s in self.eval_sets},
             "notes": self.notes + self.trainable.notes,
         }
 
@@ -182,8 +185,10 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     if params.eval_steps:
         v_texts, v_ids = split_documents(params.language, params.corpus_tag, "validation")
         val_texts = select_texts(v_texts, v_ids, params.val_max_chars)
-    sets = eval_sets(params.language, params.corpus_tag, test_max_chars=params.test_max_chars,
-                     english_max_chars=params.english_max_chars, english_corpus_tag=params.english_corpus_tag)
+    with PartialState().local_main_process_first():  # general English may fetch packages: one at a time
+        sets = eval_sets(params.language, params.corpus_tag, test_max_chars=params.test_max_chars,
+                         english_max_chars=params.english_max_chars, english_corpus_tag=params.english_corpus_tag,
+                         english_general_max_chars=params.english_general_max_chars)
 
     trainable = M.load_trainable(params.model, params.mode, lora=params.lora_settings(), device=device,
                                  precision=precision, gradient_checkpointing=params.gradient_checkpointing)
@@ -212,7 +217,7 @@ def score_before(setup: LaptSetup, log=print) -> list[dict[str, Any]]:
 
     cache = setup.run_dir / "scores_before.json"
     key = {"model": setup.params.model, **setup.score_settings,
-           "sets": {s.language: [len(s.texts), sum(map(len, s.texts))] for s in setup.eval_sets}}
+           "sets": {f"{s.language}/{s.split}": [len(s.texts), sum(map(len, s.texts))] for s in setup.eval_sets}}
     if cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
@@ -427,15 +432,20 @@ def _record_params(setup: LaptSetup, log) -> None:
 # ---------------------------------------------------------------- plots
 
 STAGE_ORDER = ["before", "after"]
-PANELS = [("target", "target language (adapted to)"), ("english", "English (forgetting)")]
+# English is scored twice (lib.training.scoring): general text is the forgetting check; the en
+# corpus's test split (split "test") is the English side of the target's training domain
+PANELS = [("target", "target language (adapted to)"),
+          (ENGLISH_GENERAL, "English, general text (forgetting)"),
+          ("english_parallel", "English, LibreOffice help\n(parallel to the training text)")]
 
 
 def _bpc_frame(rows):
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    frame = frame[(frame["metric"] == "bits_per_char") & (frame["split"] == "test")].copy()
-    frame["panel"] = (frame["language"] == frame["adapted_to"]).map({True: "target", False: "english"})
+    frame = frame[(frame["metric"] == "bits_per_char") & frame["split"].isin(["test", ENGLISH_GENERAL])].copy()
+    target = (frame["language"] == frame["adapted_to"]).map({True: "target", False: "english_parallel"})
+    frame["panel"] = target.where(frame["split"] == "test", ENGLISH_GENERAL)
     label = frame["adapted_to"].astype(str)
     for column in ("mode", "model"):  # name what differs between runs, nothing else
         if column in frame and frame[column].nunique() > 1:
@@ -448,7 +458,8 @@ def _bpc_frame(rows):
 
 
 def plot_before_after(rows, title: str = "LAPT: bits per character before and after (lower is better)"):
-    """Two panels (target language, English), bars before/after per run, change in % on top."""
+    """A panel each for the target language, general English and the en corpus (those the rows
+    have), bars before/after per run, change in % on top."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -470,8 +481,8 @@ def plot_before_after(rows, title: str = "LAPT: bits per character before and af
         ax.set_ylim(0, data["value"].max() * 1.2)
         ax.set_title(name)
         ax.set_xlabel("run (language adapted to)")
-        ax.set_ylabel("bits per character (test)")
-    # one legend for both panels, below them: inside an axis it covers a bar
+        ax.set_ylabel("bits per character (held-out text)")
+    # one legend for all panels, below them: inside an axis it covers a bar
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0]:
         if ax.get_legend() is not None:

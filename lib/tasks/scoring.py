@@ -31,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lib import progress as run_progress  # `progress` is the tqdm flag of the scoring functions
 from lib.lm_metrics import document_prefix_ids
 
 _SUPPORTED_LAYERS = {"full_attention", "sliding_attention"}
@@ -345,7 +346,7 @@ def score_choices(model, tokenizer, requests: Sequence[ChoiceRequest], *, max_ba
     results: list[list[OptionScore] | None] = [None] * len(requests)
     model.eval()
     bar = tqdm(total=len(requests), desc="scoring", unit="item", disable=not progress, file=sys.stderr)
-    with torch.inference_mode():
+    with torch.inference_mode(), run_progress.Bar("scoring", len(requests), unit="item") as run_bar:
         for prefix, members in groups.items():
             # A prefix used once is cheaper inline than as a cache of its own.
             shared = len(members) > 1
@@ -362,6 +363,7 @@ def score_choices(model, tokenizer, requests: Sequence[ChoiceRequest], *, max_ba
                                                    layer_types, window).items():
                     results[index] = scores
                 bar.update(sum(len(r.layouts) for r in batch))
+                run_bar.update(sum(len(r.layouts) for r in batch))
     bar.close()
     return results  # type: ignore[return-value]
 
@@ -398,8 +400,8 @@ def score_choices_naive(model, tokenizer, requests: Sequence[ChoiceRequest], *,
     results: list[list[OptionScore | None]] = [[None] * len(e.options) for e in encoded]
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(batches, desc="naive scoring", unit="batch", disable=not progress,
-                          file=sys.stderr):
+        bars = tqdm(batches, desc="naive scoring", unit="batch", disable=not progress, file=sys.stderr)
+        for batch in run_progress.track(bars, "naive scoring", total=len(batches), unit="batch"):
             lengths = torch.tensor([len(s[2]) for s in batch])
             n_opt = torch.tensor([s[3] for s in batch])
             ids = pad_sequence([torch.tensor(s[2]) for s in batch], batch_first=True, padding_value=pad_id)

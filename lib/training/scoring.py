@@ -1,7 +1,11 @@
 """Before/after language-model scores as tidy rows: target test split and English.
 
 The English rows measure forgetting: LAPT should move the target language
-without wrecking the language the model was built for.
+without wrecking the language the model was built for. Two English texts, told
+apart by their split: ``test`` is the en corpus's test split (LibreOffice help,
+the English side of text whose target side trains, so it also rewards the
+domain), ``english_general`` is general English that no target corpus holds
+(``lib.corpus.general_english``), the honest forgetting check.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lib.corpus.general_english import SOURCE as ENGLISH_GENERAL
+from lib.corpus.general_english import general_english_texts
 from lib.corpus.select import select_texts, split_documents
 from lib.lm_metrics import score_texts
 
@@ -24,13 +30,18 @@ class EvalSet:
 
 
 def eval_sets(language: str, corpus_tag: str, *, test_max_chars: int, english_max_chars: int,
-              english_corpus_tag: str = "") -> list[EvalSet]:
-    """The target test subset, then (unless the target is English or 0 chars asked) the English one."""
+              english_corpus_tag: str = "", english_general_max_chars: int = 0) -> list[EvalSet]:
+    """The target test subset, then (unless the target is English, or 0 chars asked for) the en
+    corpus's test subset (split ``test``) and general English (split ``english_general``)."""
     texts, ids = split_documents(language, corpus_tag, "test")
     sets = [EvalSet(language, "test", select_texts(texts, ids, test_max_chars))]
-    if english_max_chars and language != "en":
+    if language == "en":
+        return sets
+    if english_max_chars:
         en_texts, en_ids = split_documents("en", english_corpus_tag or corpus_tag, "test")
         sets.append(EvalSet("en", "test", select_texts(en_texts, en_ids, english_max_chars)))
+    if english_general_max_chars:
+        sets.append(EvalSet("en", ENGLISH_GENERAL, general_english_texts(english_general_max_chars)))
     return sets
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from transformers import Trainer
 from trl import SFTConfig, SFTTrainer
 
+from lib import progress
 from lib.lm_metrics import score_texts
 
 
@@ -66,6 +67,7 @@ class CausalLmSFTTrainer(SFTTrainer):
     def __init__(self, *args, fused_lm_head: bool = True, **kwargs):
         self.fused_lm_head = fused_lm_head
         super().__init__(*args, **kwargs)
+        self.add_callback(progress.trainer_callback())  # steps on the terminal of `python -m lib run`
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.fused_lm_head:
