@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import params as P
-from lib.paths import PARAMS_DIR
+from lib.paths import PARAMS_DIR, PROJ_ROOT
 from lib.stages import figures
 from lib.stages import lep_propagate as LEP
 
@@ -200,3 +200,37 @@ def test_the_chain_figure_is_drawn_from_the_table_alone_and_reproducible(tmp_pat
     table = table[table["kind"] != "copy"].drop(columns=["chars_per_second", "tokens_per_second"])
     table.to_csv(tmp_path / "tables" / "lep_chain_ru.csv", index=False)
     assert figures.make("lep_chain_ru", tmp_path).read_bytes() != first
+
+
+def test_the_chain_summary_compares_every_model_with_t():
+    import importlib.util
+
+    rows = []
+    models = (("T", 1.6, 1.4, [0.5, 0.3], 0.2, 100.0),
+              ("LEP extension conversion", 2.4, 4.2, [0.5, 0.2], 0.1, 210.0),
+              ("LEP extension conversion calibrated", 2.3, 4.2, [0.45, 0.3], 0.97, 200.0))
+    for model, bpc, cpt, acc, copy, speed in models:
+        for metric, value in (("bits_per_char", bpc), ("chars_per_token", cpt)):
+            rows.append({"model": model, "language": "ru", "source": "all", "metric": metric, "value": value})
+            rows.append({"model": model, "language": "en", "source": "all", "metric": metric, "value": value / 2})
+        for task, value in zip(("translation_choice", "word_sense"), acc):
+            for shots in (0, 3):
+                rows.append({"model": model, "language": "ru", "task": task, "kind": "multiple_choice", "n_shot": shots,
+                             "metric": "acc", "value": value, "chars_per_second": speed})
+        rows.append({"model": model, "language": "ru", "task": "copy", "kind": "copy", "n_shot": 0,
+                     "metric": "copy_rate", "value": copy, "chars_per_second": speed})
+    summary = LEP.chain_summary(pd.DataFrame(rows)).set_index("model")
+    assert list(summary.index) == ["T", "LEP extension conversion", "LEP extension conversion calibrated"]
+    conversion = summary.loc["LEP extension conversion"]
+    assert conversion["score_mean"] == pytest.approx(0.35) and summary.loc["T", "score_mean"] == pytest.approx(0.4)
+    assert conversion["score_vs_T"] == pytest.approx(0.35 / 0.4)
+    assert conversion["chars_per_token_vs_T"] == pytest.approx(3.0) and conversion["speed_vs_T"] == pytest.approx(2.1)
+    assert conversion["bpc_ru"] == 2.4 and conversion["bpc_en"] == 1.2 and conversion["copy_ru"] == 0.1
+
+    spec = importlib.util.spec_from_file_location("lep_chain_summary", PROJ_ROOT / "scripts" / "lep_chain_summary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    verdicts = {(model, what.split(" ")[0]): met for model, what, met in script.checks(summary.reset_index())}
+    assert verdicts == {("LEP extension conversion", "mean"): False, ("LEP extension conversion", "chars/token"): True,
+                        ("LEP extension conversion", "chars/s"): True,
+                        ("LEP extension conversion calibrated", "copy"): True}

@@ -562,6 +562,49 @@ def plot_lep_chain(table, title: str = "LEP chain"):
     return fig
 
 
+# The issue's bar for the conversion model against T (README "The LEP chain on Russian")
+KEEPS_ACCURACY = 0.95  # share of T's mean benchmark score kept
+CHARS_PER_TOKEN_GAIN = 2.0  # times T's characters per token (target language)
+SPEED_GAIN = 1.5  # times T's characters generated per second
+COPY_AFTER_CALIBRATION = 0.95  # copy-task rate in the target language after calibration
+
+
+def chain_summary(table, language: str = "ru"):
+    """One row per model of the chain's table: bits per character and characters per token (02,
+    source all) in ``language`` and English, the mean headline benchmark score per shot count and
+    over both, the copy rate per language, characters generated per second; and each model
+    against T (the row labelled "T"): ``score_vs_T``, ``chars_per_token_vs_T``, ``speed_vs_T``."""
+    import pandas as pd
+
+    from lib.tasks.plots import primary_rows
+
+    models = chain_order(table["model"].dropna().astype(str))
+    out = pd.DataFrame(index=pd.Index(models, name="model"))
+    source_all = table["source"] == "all" if "source" in table else pd.Series(True, index=table.index)
+    for metric, short in (("bits_per_char", "bpc"), ("chars_per_token", "chars_per_token")):
+        for lang in (language, "en"):
+            part = table[(table["metric"] == metric) & source_all & (table["language"] == lang)]
+            out[f"{short}_{lang}"] = part.groupby("model")["value"].first()
+    kind = table["kind"] if "kind" in table else pd.Series(index=table.index, dtype=object)
+    tasks = table[kind.notna() & (kind != "copy")]
+    if not tasks.empty:
+        rows = primary_rows(tasks)
+        for shots, part in rows.groupby("n_shot"):
+            out[f"score_{int(shots)}_shot"] = part.groupby("model")["value"].mean()
+        out["score_mean"] = rows.groupby("model")["value"].mean()
+    copy = table[(kind == "copy") & (table["metric"] == "copy_rate")]
+    for lang, part in copy.groupby("language"):
+        out[f"copy_{lang}"] = part.groupby("model")["value"].first()
+    if "chars_per_second" in table:
+        out["chars_per_second"] = table.dropna(subset=["chars_per_second"]).groupby("model")["chars_per_second"].first()
+    if "T" in out.index:
+        for column, ratio in (("score_mean", "score_vs_T"), (f"chars_per_token_{language}", "chars_per_token_vs_T"),
+                              ("chars_per_second", "speed_vs_T")):
+            if column in out:
+                out[ratio] = out[column] / out.loc["T", column]
+    return out.reset_index()
+
+
 def lep_chain_ru_figure(results_dir: Path) -> Path:
     """The whole LEP chain on Russian, one bar per model (results/tables/lep_chain_ru.csv, written
     by params/sweeps/lep_chain_ru.yaml)."""
