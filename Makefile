@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-lapt test test-fast lint figures lab
+.PHONY: setup demo demo-lapt reproduce-curie reproduce-llamaturk reproduce-lep test test-fast lint figures lab
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -14,6 +14,11 @@ demo: setup
 # The LAPT demo: LoRA LAPT of SmolLM2-135M on Polish, before/after bpc (results/tables/lapt.csv).
 demo-lapt: setup
 	$(PY) -m lib sweep params/sweeps/lapt_demo.yaml
+
+# One paper's sweeps in order, then its figures beside ours (results/tables/paper_<paper>.csv);
+# README "Reproducing a paper". ARGS passes options, e.g. make reproduce-curie ARGS=--tables-only
+reproduce-curie reproduce-llamaturk reproduce-lep: setup
+	$(PY) -m lib reproduce $(@:reproduce-%=%) $(ARGS)
 
 # The whole suite (what CI runs), and the quick one for a developer's loop (no notebook runs,
 # no packaged real model, no end-to-end sweeps: the tests marked slow).

@@ -8,6 +8,7 @@
     sweep FILE                  expand a grid into runs, skip finished ones, write the table
     figures [NAME ...]          regenerate figures from results tables
     demo                        the baseline sweep: pl, tr, ru x SmolLM2, Gemma 3
+    reproduce PAPER             a paper's sweeps in order, then its figures beside ours (curie, llamaturk, lep)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lib.packages import PackageError
     from lib.params import ParamsError
     from lib.plotting import FigureError
+    from lib.reproduce import ReproduceError
     from lib.runs import RunError
     from lib.sweep import SweepError
     from lib.tasks.base import TaskError
@@ -36,7 +38,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
               TrainingSetupError, RunError, VocabError, CostError, LaunchError, FileNotFoundError,
-              PermissionError]
+              PermissionError, ReproduceError]
     try:
         from lib.corpus import CorpusError
 
@@ -98,6 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         launchers.add_arguments(p)  # --workers, --devices, --launcher
         _cost_options(p)
         p.add_argument("--quiet", action="store_true", help="no notebook sections or progress bars (errors still show)")
+
+    p = sub.add_parser("reproduce", help="a paper's sweeps in order, then its figures beside ours")
+    p.add_argument("paper", help="curie, llamaturk or lep (params/papers/<paper>.yaml)")
+    p.add_argument("--profile", help="passed to every sweep (default: each sweep's own); a profile other than "
+                   "the committed one writes its tables outside results/")
+    p.add_argument("--results-dir", help="where tables/ and figures/ go")
+    p.add_argument("--tables-only", action="store_true",
+                   help="run nothing: build the comparison from the sweeps' existing tables")
+    p.add_argument("--force", action="store_true")
+    launchers.add_arguments(p)
+    _cost_options(p)
+    p.add_argument("--quiet", action="store_true", help="no notebook sections or progress bars (errors still show)")
 
     p = sub.add_parser("figures", help="regenerate figures from results tables")
     p.add_argument("names", nargs="*", default=["all"])
@@ -186,6 +200,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                           results_dir=Path(args.results_dir) if args.results_dir else None)
         print(f"{len(table)} rows")
         return 0
+    if args.command == "reproduce":
+        return _reproduce(args)
     if args.command == "figures":
         from lib.stages import figures
 
@@ -193,6 +209,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return 0
     raise AssertionError(args.command)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from lib import cost, launchers, reproduce
+
+    paper = reproduce.load_paper(args.paper)  # an unknown paper fails here, before anything else
+    launch = launchers.from_args(args)
+    if args.tables_only:
+        given = [o for o, v in (("--force", args.force), ("--workers/--devices/--launcher", launch),
+                                ("--country", args.country), ("--carbon-intensity", args.carbon_intensity)) if v]
+        if given:
+            raise reproduce.ReproduceError(f"--tables-only runs nothing, so {', '.join(given)} would do nothing")
+    else:
+        cost.use(args.country, args.carbon_intensity)
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    comparison = reproduce.reproduce(paper.name, profile=args.profile, results_dir=results_dir,
+                                     tables_only=args.tables_only, force=args.force, launch=launch)
+    print(reproduce.markdown(comparison))
+    print(f"\ntable: {comparison.path}")
+    return 0
 
 
 if __name__ == "__main__":

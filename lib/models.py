@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 from lib.packages import pypi_package
 from lib.paths import models_dir
+from lib.staging import publish
 
 
 class ModelSpecError(ValueError):
@@ -498,14 +498,15 @@ def device_name() -> str:
 def _materialise(name: str) -> Path:
     entry = REGISTRY[name]
     dest = models_dir() / name
-    if (dest / "config.json").is_file():
+    if _converted(dest):
         return dest
     if isinstance(entry, PackagedGGUF):
         builder = lambda tmp: _convert_gguf(entry, tmp)  # noqa: E731
     else:
         builder = lambda tmp: _build_tiny(entry, tmp)  # noqa: E731
     # Convert into a temporary sibling and rename: an interrupted conversion
-    # never leaves a directory that looks like a finished checkpoint.
+    # never leaves a directory that looks like a finished checkpoint, and of two
+    # processes converting at once the first to finish is kept and used by both.
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{name}-") as tmp:
         out = Path(tmp) / "ckpt"
         builder(out)
@@ -516,10 +517,12 @@ def _materialise(name: str) -> Path:
         (out / PROVENANCE_FILE).write_text(json.dumps(
             {"registry_name": name, "description": entry.description, VOCAB_RECORD: vocab_hash(saved)},
             indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        out.rename(dest)
+        publish(out, dest, complete=_converted)
     return dest
+
+
+def _converted(path: Path) -> bool:
+    return (path / "config.json").is_file()
 
 
 def _assemble_gguf(entry: PackagedGGUF, workdir: Path) -> Path:

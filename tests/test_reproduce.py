@@ -1,0 +1,183 @@
+"""`python -m lib reproduce PAPER`: the paper files (every figure with a source, lep.yaml's tokenizer
+reader unchanged), the comparison built from the committed tables without running anything,
+--tables-only through the command line (byte-identical twice), bad input in one line, and the
+Curie grid end to end with the tiny profile (slow)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_cli_safety import cli, new_home, one_line_error
+
+from lib import reproduce as R
+from lib.paths import RESULTS_DIR, TABLES_DIR
+
+# the status of each figure on the committed tables (lep_chain_ru.csv: "not run yet" until committed)
+COMMITTED = {
+    "curie": {"perplexity_pl_before": "ours only", "perplexity_pl_after": "compared",
+              "perplexity_en_after": "ours only", "klej_average": "compared", "klej_average_unweighted": "ours only",
+              "klej_best_other_model": "paper only"},
+    "llamaturk": {"perplexity_tr_before": "compared", "perplexity_tr_after_c": "compared",
+                  "perplexity_tr_after_v_untrained": "ours only", "perplexity_tr_after_v_trained": "ours only",
+                  "task_base": "ours only", "task_t": "ours only", "sentiment_c_i_t": "compared",
+                  "xcopa_c_i_t": "paper only", "belebele_c_i_t": "paper only"},
+    "lep": {**{f"chars_per_token_{m}_{s}": "compared" for m in ("mistral", "llama3")
+               for s in ("original", "bpe", "unigram", "extension", "optimization")},
+            "chars_per_token_mistral_optimization": "ours only", "multiturn_openchat": "paper only",
+            **{f: "compared" if (TABLES_DIR / "lep_chain_ru.csv").is_file() else R.NOT_RUN
+               for f in ("multiturn_lep", "multiturn_instruct", "darucopy_before_calibration",
+                         "darucopy_after_calibration")}},
+}
+
+
+@pytest.mark.parametrize("name", R.PAPERS)
+def test_paper_files_parse_and_every_figure_has_a_source(name):
+    paper = R.load_paper(name)
+    assert paper.sweeps and paper.figures
+    for figure in paper.figures:
+        assert figure.source.strip() and figure.unit.strip() and figure.differs.strip(), figure.id
+        assert figure.value is None or isinstance(figure.value, int | float)
+        if figure.value is None:
+            assert figure.ours is not None, f"{figure.id}: neither the paper's value nor ours"
+
+
+def test_lep_figures_are_the_numbers_the_tokenizer_figure_reads():
+    from lib.stages import STAGES
+
+    reader = STAGES["04_vocab_adapt"].paper_chars_per_token()  # the figure's reader, unchanged
+    figures = {f.id: f.value for f in R.load_paper("lep").figures}
+    for model, short in (("mistral-7b-v0.1", "mistral"), ("llama-3", "llama3")):
+        for strategy, value in reader[model].items():
+            assert figures[f"chars_per_token_{short}_{strategy}"] == value
+
+
+def test_a_figure_without_a_source_or_with_an_unknown_key_is_rejected(tmp_path, monkeypatch):
+    good = (R.PAPERS_DIR / "curie.yaml").read_text()
+    monkeypatch.setattr(R, "PAPERS_DIR", tmp_path)
+    (tmp_path / "curie.yaml").write_text(good.replace('    source: "summary: Key Outcomes"\n', "", 1))
+    with pytest.raises(R.ReproduceError, match="'source' is missing"):
+        R.load_paper("curie")
+    (tmp_path / "curie.yaml").write_text(good.replace("    unit: tokens\n", "    unit: tokens\n    valeu: 3\n"))
+    with pytest.raises(R.ReproduceError, match="valeu"):
+        R.load_paper("curie")
+    (tmp_path / "curie.yaml").write_text(good.replace("sweep: task_tuning_pl,", "sweep: lapt_cpu,", 1))
+    with pytest.raises(R.ReproduceError, match="one of the paper's sweeps"):
+        R.load_paper("curie")
+
+
+@pytest.mark.parametrize("name", R.PAPERS)
+def test_the_comparison_on_the_committed_tables(name, isolated_home):
+    paper = R.load_paper(name)
+    sweeps = R.plan(paper)
+    table = R.compare(paper, sweeps)
+    status = dict(zip(table["figure"], table["status"]))
+    assert {f: s for f, s in status.items() if f in COMMITTED[name]} == COMMITTED[name]
+    # run-based figures (tokens, time, trainable share) need the runs themselves: not in a fresh home
+    by_runs = {f: s for f, s in status.items() if f not in COMMITTED[name]}
+    assert by_runs == ({f: "no complete 03_lapt run of this grid here"
+                        for f in ("lapt_tokens", "lapt_trainable_share", "lapt_time")} if name == "curie" else {})
+    compared = table[table["status"].isin(["compared", "ours only"])]
+    assert compared["our_value"].notna().all() and compared["differs"].str.len().gt(0).all()
+    assert table["runs_costed"].dropna().str.startswith("0/").all()  # nothing has run in this home
+    for figure in paper.figures:  # each value is the one row the selector names, read independently
+        row = table.set_index("figure").loc[figure.id]
+        if row["status"] != "compared" or not figure.ours or figure.ours.get("agg") or "where" not in figure.ours:
+            continue
+        source = pd.read_csv(RESULTS_DIR / row["our_table"].removeprefix("results/"))
+        hit = source["metric"] == figure.ours["metric"]
+        for column, wanted in figure.ours["where"].items():
+            hit &= source[column].astype(str) == str(wanted)
+        assert hit.sum() == 1 and source.loc[hit, "value"].item() == pytest.approx(row["our_value"])
+
+
+def test_the_lep_chain_figures_on_a_table_shaped_as_the_chains(tmp_path, isolated_home):
+    """lep_chain_ru.csv is not committed yet: its selectors on rows shaped as 08_evaluate writes them."""
+    out = _results_copy(tmp_path, ["lep_tokenizers.csv"])
+    rows = []
+    for model, (mc, copy) in {"T": ((0.5, 0.7), 0.8), "LEP extension conversion": ((0.4, 0.6), 0.3),
+                              "LEP extension conversion calibrated": ((0.2, 0.2), 0.95)}.items():
+        for task, value in zip(("translation_choice_from_en", "word_sense_choice"), mc):
+            rows += [{"model": model, "language": "ru", "task": task, "kind": "multiple_choice", "n_shot": shots,
+                      "metric": metric, "value": value + shots / 10} for shots in (0, 3) for metric in ("acc",
+                                                                                                       "acc_norm")]
+        rows.append({"model": model, "language": "ru", "task": "topic_classification", "kind": "classification",
+                     "n_shot": 0, "metric": "acc", "value": 0.01})
+        rows += [{"model": model, "language": language, "task": "copy", "kind": "copy", "n_shot": 0,
+                  "metric": "copy_rate", "value": copy / (1 + (language == "en"))} for language in ("ru", "en")]
+    pd.DataFrame(rows).to_csv(out / "tables" / "lep_chain_ru.csv", index=False)
+    paper = R.load_paper("lep")
+    table = R.compare(paper, R.plan(paper), out).set_index("figure")
+    expected = {"multiturn_lep": 0.5, "multiturn_instruct": 0.6, "darucopy_before_calibration": 0.3,
+                "darucopy_after_calibration": 0.95}
+    for figure, value in expected.items():
+        assert table.loc[figure, "status"] == "compared" and table.loc[figure, "our_value"] == pytest.approx(value)
+    assert table.loc["multiturn_lep", "our_rows"] == 2
+
+
+def _results_copy(tmp_path: Path, tables: list[str]) -> Path:
+    out = tmp_path / "results"
+    (out / "tables").mkdir(parents=True)
+    for name in tables:
+        shutil.copy(TABLES_DIR / name, out / "tables" / name)
+    return out
+
+
+def test_tables_only_through_the_command_line_twice_byte_identical(tmp_path, isolated_home):
+    out = _results_copy(tmp_path, ["task_tuning_tr.csv", "llamaturk_v.csv"])
+    first = cli(isolated_home, "reproduce", "llamaturk", "--tables-only", "--results-dir", str(out))
+    assert first.returncode == 0, first.stderr[-3000:]
+    written = out / "tables" / "paper_llamaturk.csv"
+    assert f"table: {written}" in first.stdout and "| sentiment_c_i_t" in first.stdout
+    assert "Cost of the grid" in first.stdout
+    assert "running in" not in first.stdout + first.stderr  # nothing ran
+    before = written.read_bytes()
+    again = cli(isolated_home, "reproduce", "llamaturk", "--tables-only", "--results-dir", str(out))
+    assert again.returncode == 0 and written.read_bytes() == before
+
+
+def test_tables_only_marks_a_sweep_not_run_yet(tmp_path, isolated_home):
+    out = _results_copy(tmp_path, ["lapt.csv"])  # task_tuning.csv missing
+    done = cli(isolated_home, "reproduce", "curie", "--tables-only", "--results-dir", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out / "tables" / "paper_curie.csv").set_index("figure")
+    assert table.loc["perplexity_pl_after", "status"] == "compared"
+    assert table.loc["klej_average", "status"] == R.NOT_RUN and pd.isna(table.loc["klej_average", "our_value"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["reproduce", "gpt4"], "unknown paper 'gpt4'; known: curie, llamaturk, lep"),
+    (["reproduce", "curie", "--tables-only", "--force"], "--tables-only runs nothing, so --force"),
+    (["reproduce", "curie", "--profile", "huge"], "huge"),
+])
+def test_bad_input_is_one_line_before_any_run(args, needle, isolated_home):
+    done = cli(isolated_home, *args)
+    one_line_error(done, needle)
+    assert done.returncode == 2 and "running in" not in done.stdout
+
+
+@pytest.mark.slow
+def test_curie_end_to_end_with_the_tiny_profile(shared_cache, tmp_path):
+    """Both Curie sweeps, tiny (about 3 minutes with the rerun on a busy 2-core CPU): the comparison goes beside
+    the runs, never into results/; a second reproduce runs nothing and writes the same bytes."""
+    home = new_home(tmp_path, shared_cache)
+    committed = {p.name: p.read_bytes() for p in TABLES_DIR.glob("*.csv")}
+    done = cli(home, "reproduce", "curie", "--profile", "tiny", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = Path(done.stdout.strip().splitlines()[-1].removeprefix("table: "))
+    assert path.is_relative_to(home / "runs") and path.name == "paper_curie.csv"
+    table = pd.read_csv(path).set_index("figure")
+    for figure in ("perplexity_pl_after", "lapt_tokens", "lapt_trainable_share", "lapt_time", "klej_average"):
+        assert table.loc[figure, "status"] == "compared" and table.loc[figure, "our_value"] >= 0, figure
+    assert table.loc["lapt_tokens", "our_value"] > 0
+    assert (table["runs_costed"].dropna() != "0/3").all()
+    assert table.loc["perplexity_pl_after", "runs_costed"] == "3/3"  # every run of lapt_demo recorded its cost
+    assert table.loc["perplexity_pl_after", "wall_hours"] > 0
+    before = path.read_bytes()
+    again = cli(home, "reproduce", "curie", "--profile", "tiny", "--quiet")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "running in" not in again.stdout and "complete, skipped" in again.stdout
+    assert path.read_bytes() == before
+    assert {p.name: p.read_bytes() for p in TABLES_DIR.glob("*.csv")} == committed
