@@ -3,13 +3,18 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-lapt reproduce-curie reproduce-llamaturk reproduce-lep test test-fast lint figures lab
+.PHONY: setup demo baseline demo-lapt reproduce-curie reproduce-llamaturk reproduce-lep test test-fast lint figures lab
 
 setup:
 	@bash scripts/bootstrap.sh
 
+# The demo: SmolLM2-135M adapted to Polish (LoRA LAPT), before/after table, samples and figure.
 demo: setup
 	$(PY) -m lib demo
+
+# The baseline: both packaged models scored on the pl, tr and ru test splits (results/tables/baseline.csv).
+baseline: setup
+	$(PY) -m lib sweep params/sweeps/baseline.yaml
 
 # The LAPT demo: LoRA LAPT of SmolLM2-135M on Polish, before/after bpc (results/tables/lapt.csv).
 demo-lapt: setup

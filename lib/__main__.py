@@ -7,7 +7,7 @@
     run NOTEBOOK [-p k=v ...]   execute one notebook in its own run directory
     sweep FILE                  expand a grid into runs, skip finished ones, write the table
     figures [NAME ...]          regenerate figures from results tables
-    demo                        the baseline sweep: pl, tr, ru x SmolLM2, Gemma 3
+    demo                        adapt SmolLM2 to Polish (LoRA LAPT) and print before/after (params/sweeps/demo.yaml)
     reproduce PAPER             a paper's sweeps in order, then its figures beside ours (curie, llamaturk, lep)
 """
 
@@ -20,10 +20,13 @@ from pathlib import Path
 
 from lib.paths import PARAMS_DIR
 
+DEMO_SWEEP = PARAMS_DIR / "sweeps" / "demo.yaml"  # README command 1: adapt a model, before/after
+
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that mean 'bad input': printed as one line, exit code 2, no traceback."""
     from lib.cost import CostError
+    from lib.demo_report import DemoReportError
     from lib.launchers import LaunchError
     from lib.models import ModelSpecError
     from lib.packages import PackageError
@@ -38,7 +41,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
     errors = [ParamsError, SweepError, ModelSpecError, PackageError, FigureError, TaskError,
               TrainingSetupError, RunError, VocabError, CostError, LaunchError, FileNotFoundError,
-              PermissionError, ReproduceError]
+              PermissionError, ReproduceError, DemoReportError]
     try:
         from lib.corpus import CorpusError
 
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lib import launchers
 
-    for name, text in (("sweep", "run a sweep file"), ("demo", "the baseline demo sweep")):
+    for name, text in (("sweep", "run a sweep file"), ("demo", "adapt SmolLM2 to Polish and show before/after")):
         p = sub.add_parser(name, help=text)
         if name == "sweep":
             p.add_argument("file")
@@ -194,10 +197,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lib import launchers
         from lib.sweep import run_sweep
 
-        file = args.file if args.command == "sweep" else PARAMS_DIR / "sweeps" / "baseline.yaml"
+        file = args.file if args.command == "sweep" else DEMO_SWEEP
         launch = launchers.from_args(args)  # bad launch options fail here, before the sweep loads
         table = run_sweep(file, profile=args.profile, overrides=overrides, force=args.force, launch=launch,
                           results_dir=Path(args.results_dir) if args.results_dir else None)
+        if args.command == "demo":
+            print(_demo_report(table, args.profile, overrides))
         print(f"{len(table)} rows")
         return 0
     if args.command == "reproduce":
@@ -209,6 +214,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return 0
     raise AssertionError(args.command)
+
+
+def _demo_report(table, profile: str | None, overrides: dict) -> str:
+    """The demo's before/after table and the samples 08 generated (its run record)."""
+    from lib import demo_report, runs
+    from lib.sweep import load_sweep
+
+    sweep = load_sweep(DEMO_SWEEP, profile=profile, overrides=overrides)
+    evaluation = [r.run_dir for r in sweep.runs if r.stage == "08_evaluate"]
+    generated = demo_report.samples(runs.load_metrics(evaluation[0])) if evaluation else []
+    return demo_report.markdown(demo_report.before_after(table), generated)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

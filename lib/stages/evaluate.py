@@ -100,6 +100,7 @@ Params = EvaluateParams
 
 
 SPEED_COLUMNS = ("chars_per_second", "tokens_per_second", "tokens_per_char")  # added to a model's rows
+SPEED_SAMPLES = 2  # generated continuations kept per model in metrics.json (timings.speed[].samples)
 
 
 def build_tasks(params: EvaluateParams) -> dict[str, Any]:
@@ -141,7 +142,10 @@ def evaluate_models(params: EvaluateParams, tasks: list | None = None,
         if prompts:
             measured = generation_speed(model, tokenizer, prompts, new_tokens=p.speed_new_tokens)
             speed = {k: measured.summary()[k] for k in SPEED_COLUMNS}
-            timings["speed"].append({"model": name, **measured.summary()})
+            # the first continuations, to read beside the numbers (the demo prints them before/after)
+            samples = [{"prompt": prompt, "continuation": text}
+                       for prompt, text in zip(prompts[:SPEED_SAMPLES], measured.texts)]
+            timings["speed"].append({"model": name, **measured.summary(), "samples": samples})
             log(f"{name}: {measured.chars_per_second:.1f} chars/s, {measured.tokens_per_second:.1f} tokens/s, "
                 f"{measured.tokens_per_char:.3f} tokens/char ({measured.prompts} prompts x "
                 f"{measured.new_tokens} new tokens, {measured.seconds:.1f} s)")

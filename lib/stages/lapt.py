@@ -553,5 +553,13 @@ def llamaturk_v_figure(results_dir: Path) -> Path:
     return save(plot_before_after(table, title=title), results_dir, "llamaturk_v")
 
 
+def demo_figure(results_dir: Path) -> Path:
+    """The demo (python -m lib demo): this stage's before/after beside 08's benchmark rows
+    (results/tables/demo.csv)."""
+    from lib.demo_report import figure
+
+    return figure(results_dir)
+
+
 FIGURES = {"lapt_bpc": lapt_bpc_figure, "lapt_cpu_bpc": lapt_cpu_bpc_figure,
-           "vocab_lapt_ru": vocab_lapt_ru_figure, "llamaturk_v": llamaturk_v_figure}
+           "vocab_lapt_ru": vocab_lapt_ru_figure, "llamaturk_v": llamaturk_v_figure, "demo": demo_figure}
