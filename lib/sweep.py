@@ -307,9 +307,20 @@ def collect_rows(sweep: Sweep) -> pd.DataFrame:
             continue
         for row in runs.load_metrics(run.run_dir)["rows"]:
             named = {"label": run.label} if run.label else {}
+            row = {k: _portable(v) for k, v in row.items()}
             rows.append({**{k: v for k, v in run.varying.items() if k not in row},
                          **row, **named, "run_id": run.run_dir.name})
     return tidy(pd.DataFrame(rows))
+
+
+def _portable(value: Any) -> Any:
+    """A run directory named in a row (a model trained by an earlier step) as its run id: tables
+    name no machine's paths, so the same runs elsewhere write the same bytes."""
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value)
+        if path.is_relative_to(runs_dir()) and path.parent.parent == runs_dir():
+            return path.name
+    return value
 
 
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:

@@ -133,3 +133,15 @@ steps:
     assert sorted(frame["label"].fillna("")) == ["", "no v"]  # the unlabelled step's row has none
     with pytest.raises(S.SweepError, match="label must be a string"):
         S.load_sweep(write(tmp_path, "steps:\n  - notebook: 01_prepare_data\n    label: [a]"))
+
+
+def test_a_run_directory_in_a_row_is_written_as_its_run_id(isolated_home):
+    """Tables name no machine's paths: a model trained by an earlier step appears as its run id."""
+    from lib.paths import runs_dir
+
+    run = runs_dir() / "04_vocab_adapt" / "04_vocab_adapt-88d08fd5ca"
+    assert S._portable(str(run)) == "04_vocab_adapt-88d08fd5ca"
+    assert S._portable("smollm2-135m-instruct") == "smollm2-135m-instruct"
+    assert S._portable("/data/checkpoints/my-model") == "/data/checkpoints/my-model"  # not a run: as given
+    assert S._portable(str(run / "model")) == str(run / "model")
+    assert S._portable(1.5) == 1.5
