@@ -294,12 +294,22 @@ class Display:
 
 
 _quiet = False
+QUIET_ENV = "LANGADAPT_QUIET"  # --quiet reaches a parallel sweep's worker processes through it
 
 
 def set_quiet(quiet: bool) -> None:
-    """``--quiet``: runs show no sections and no bars (errors still reach the terminal)."""
+    """``--quiet``: runs show no sections and no bars (errors still reach the terminal), here and in
+    the worker processes this one starts (they inherit the environment)."""
     global _quiet
     _quiet = bool(quiet)
+    if _quiet:
+        os.environ[QUIET_ENV] = "1"
+    else:
+        os.environ.pop(QUIET_ENV, None)
+
+
+def is_quiet() -> bool:
+    return _quiet or os.environ.get(QUIET_ENV) == "1"
 
 
 @contextmanager
@@ -309,7 +319,7 @@ def terminal(run_dir: Path, kernel_log: Path, stream: IO[str] | None = None) -> 
     sections and bars on ``stream`` (default stderr; nothing under ``set_quiet``) until it ends.
     The machinery's logs and warnings go to ``kernel_log`` meanwhile."""
     with _machinery_logged_to(kernel_log):
-        if _quiet:
+        if is_quiet():
             yield {}
             return
         channel = Path(run_dir) / PROGRESS_FILE

@@ -218,6 +218,22 @@ def test_quiet_draws_nothing_and_sets_no_channel(tmp_path, monkeypatch):
     assert out.getvalue() == "" and "still logged" in (tmp_path / "kernel.log").read_text()
 
 
+def test_quiet_reaches_the_worker_processes_a_parallel_sweep_starts(monkeypatch):
+    """A worker (python -m lib.launchers) never parses --quiet: it reads the environment it inherits."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    ask = [sys.executable, "-c", "from lib import progress; print(progress.is_quiet())"]
+    progress.set_quiet(True)
+    try:
+        assert subprocess.run(ask, capture_output=True, text=True, env=dict(os.environ)).stdout.strip() == "True"
+    finally:
+        progress.set_quiet(False)
+    assert progress.QUIET_ENV not in os.environ and not progress.is_quiet()
+    assert subprocess.run(ask, capture_output=True, text=True, env=dict(os.environ)).stdout.strip() == "False"
+
+
 # ---------------------------------------------------------------- through the command line
 
 MACHINERY_NOISE = ["without encryption", "Executing notebook", "Executing Cell", "IProgress", "Warning",
