@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-ENGLISH_GENERAL = "english_general"  # 03's split name of general English (lib.corpus.general_english)
+from lib.corpus.general_english import SOURCE as ENGLISH_GENERAL  # 03's split name of general English
+
 STAGES = ("before", "after")
 COLUMNS = ["measure", "text", "before", "after", "change_%", "better"]
 
