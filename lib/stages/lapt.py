@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.corpus.general_english import SOURCE as ENGLISH_GENERAL
+from lib.models import free_memory
 from lib.params import DEVICES, ParamsError, as_dict, check_choice, check_language, check_positive
 from lib.training.arguments import check_train_fields
 from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
@@ -338,7 +339,7 @@ def finish(setup: LaptSetup, outcome: TrainOutcome, log=print) -> tuple[list[dic
     # let the trained copy go before the merged one is loaded (a 7B model on one GPU)
     outcome.trainer = setup.trainable.model = None
     del trained, model
-    _free_memory()
+    free_memory()
     merged, tokenizer = load_model_and_tokenizer(str(out), device=setup.device)
     rows = score_rows(merged, tokenizer, setup.eval_sets, stage="after", labels=setup.labels,
                       settings=setup.score_settings, log=log)
@@ -397,16 +398,6 @@ def _tokens_at(checkpoint: str) -> int:
     """Tokens already trained when ``checkpoint`` was written (for the throughput of a resumed run)."""
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
     return int(state.get("num_input_tokens_seen", 0))
-
-
-def _free_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _quiet(*_args, **_kwargs) -> None:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lib.models import free_memory
 from lib.params import DEVICES, ParamsError, check_choice, check_language, check_positive
 from lib.training.arguments import check_train_fields
 from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_values
@@ -279,7 +280,7 @@ def propagate(setup: LepSetup, log=print):
                                              t["instruct"], mode=p.mode, layer_deltas=p.layer_deltas,
                                              provenance=setup.donor_provenance or None)
     del m["base"], m["donor"]  # the fits and layer deltas are done: S and D are not needed again
-    _free_memory()
+    free_memory()
     record = report.as_dict()
     out = propagated_dir(setup)
     save_checkpoint(model, tokenizer, out,
@@ -361,20 +362,9 @@ def _instruct_answers(setup: LepSetup, prompts, log=print):
         if not setup.propagated:
             setup.models["instruct"].to("cpu")  # propagation works on the CPU
         del model  # a T loaded again for the answers is not needed after them
-        _free_memory()
+        free_memory()
     log(f"T answered {len(prompts)} prompts in {time.perf_counter() - start:.0f} s ({empty} empty answers dropped)")
     return pairs, empty
-
-
-def _free_memory() -> None:
-    """Give back what released models held: reference cycles collected, the GPU's cached blocks freed."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def scores_table(rows: list[dict[str, Any]]):
@@ -479,7 +469,7 @@ def score(setup: LepSetup, model, tokenizer, calibration: dict[str, Any] | None 
                      for metric in ("bits_per_char", "chars_per_token")]
             log(f"{name} {language}: {s.bits_per_char:.3f} bpc, {s.chars_per_token:.2f} chars/token")
         candidate = tok = None  # released before the next one loads
-        _free_memory()
+        free_memory()
     return rows
 
 
