@@ -534,6 +534,16 @@ def vocab_lapt_ru_figure(results_dir: Path) -> Path:
     return save(plot_before_after(table, title=title), results_dir, "vocab_lapt_ru")
 
 
+def vocab_lapt_ru_cpu_figure(results_dir: Path) -> Path:
+    """The extended SmolLM2 after the cpu profile's million tokens of embeddings-only LAPT
+    (results/tables/vocab_lapt_ru_cpu.csv; 02's rows of the same table are not before/after)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "vocab_lapt_ru_cpu.csv")
+    title = "Extended vocabulary + embeddings-only LAPT on ru, cpu profile (1M tokens)"
+    return save(plot_before_after(table[table["stage"].notna()], title=title), results_dir, "vocab_lapt_ru_cpu")
+
+
 def llamaturk_v_figure(results_dir: Path) -> Path:
     """LlamaTurk's v: 1000 added Turkish tokens with and without trained rows, against no v
     (results/tables/llamaturk_v.csv)."""
@@ -553,4 +563,5 @@ def demo_figure(results_dir: Path) -> Path:
 
 
 FIGURES = {"lapt_bpc": lapt_bpc_figure, "lapt_cpu_bpc": lapt_cpu_bpc_figure,
-           "vocab_lapt_ru": vocab_lapt_ru_figure, "llamaturk_v": llamaturk_v_figure, "demo": demo_figure}
+           "vocab_lapt_ru": vocab_lapt_ru_figure,
+           "vocab_lapt_ru_cpu": vocab_lapt_ru_cpu_figure, "llamaturk_v": llamaturk_v_figure, "demo": demo_figure}
