@@ -18,7 +18,9 @@ directory under the runs area, as run_sweep does for its own tables.
 - a ``metrics.json`` entry (dotted path) averaged over those runs (``{sweep, stage, run_metric}``).
 
 Every row also carries the cost of its sweep's grid (the sum over its complete runs, with
-``runs_costed`` saying how many of the planned runs have a cost record).
+``runs_costed`` saying how many of the planned runs have a cost record). Costs come from the cost
+table each sweep writes beside its table (``lib.sweep.collect_costs``), not from the run
+directories, so ``--tables-only`` on a fresh clone shows the committed grid's cost.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pandas as pd
 
 from lib.params import load_yaml
 from lib.paths import PARAMS_DIR, PROJ_ROOT, RESULTS_DIR, runs_dir
-from lib.sweep import Sweep, load_sweep, run_sweep, scratch_dir, write_table
+from lib.sweep import Sweep, cost_table_path, load_sweep, run_sweep, scratch_dir, write_table
 
 PAPERS_DIR = PARAMS_DIR / "papers"
 PAPERS = ("curie", "llamaturk", "lep")
@@ -158,6 +160,7 @@ class Comparison:
     sweeps: dict[str, Sweep]
     table: pd.DataFrame
     path: Path  # where the table was written
+    results_dir: Path | None = None  # where the sweeps' tables (and cost tables) were read
 
 
 def reproduce(name: str, *, profile: str | None = None, results_dir: Path | None = None,
@@ -173,7 +176,7 @@ def reproduce(name: str, *, profile: str | None = None, results_dir: Path | None
     table = compare(paper, sweeps, results_dir)
     path = comparison_path(paper, sweeps, results_dir)
     write_table(table, path)
-    return Comparison(paper, sweeps, table, path)
+    return Comparison(paper, sweeps, table, path, results_dir)
 
 
 # ---------------------------------------------------------------- the comparison
@@ -192,7 +195,7 @@ def compare(paper: Paper, sweeps: dict[str, Sweep], results_dir: Path | None = N
             rows.append(row | {"status": "paper only"})
             continue
         sweep = sweeps[ours["sweep"]]
-        row |= {"sweep": ours["sweep"], **grid_cost(sweep)}
+        row |= {"sweep": ours["sweep"], **grid_cost(sweep, results_dir)}
         if "metric" in ours:
             path = tables_dir(sweep, results_dir) / sweep.table
             if ours["sweep"] not in tables:
@@ -203,7 +206,7 @@ def compare(paper: Paper, sweeps: dict[str, Sweep], results_dir: Path | None = N
         else:
             field = ours.get("cost") or ours["run_metric"]
             row |= {"our_metric": field, "our_selector": f"runs of {ours['stage']}"}
-            value, n, status = _from_runs(sweep, ours)
+            value, n, status = _from_runs(sweep, ours, results_dir)
         if status == "compared" and figure.value is None:
             status = "ours only"
         rows.append(row | {"our_value": value, "our_rows": n, "status": status})
@@ -249,17 +252,24 @@ def _selector_text(ours: dict[str, Any]) -> str:
     return " ".join(parts) + (" (mean)" if ours.get("agg") else "")
 
 
-def _from_runs(sweep: Sweep, ours: dict[str, Any]) -> tuple[float | None, int, str]:
-    """A cost field summed, or a metrics.json entry averaged, over the complete runs of one stage."""
-    from lib import runs
-
-    done = [r.run_dir for r in sweep.runs if r.stage == ours["stage"] and runs.is_complete(r.run_dir)]
-    if not done:
-        return None, 0, f"no complete {ours['stage']} run of this grid here"
+def _from_runs(sweep: Sweep, ours: dict[str, Any], results_dir: Path | None) -> tuple[float | None, int, str]:
+    """A cost field summed over the complete runs of one stage (from the sweep's cost table), or a
+    metrics.json entry averaged over those runs (from the run directories)."""
     if "cost" in ours:
+        costs = read_costs(sweep, results_dir)
+        if costs is None:
+            return None, 0, f"no cost table of {sweep.name} here"
+        done = costs[costs["stage"] == ours["stage"]]
+        if done.empty:
+            return None, 0, f"no complete {ours['stage']} run in the cost table of {sweep.name}"
         value = _cost_sums(done)[ours["cost"]]
         return value, len(done), "compared" if value is not None else "no cost recorded"
-    values = [_dotted(runs.load_metrics(d), ours["run_metric"]) for d in done]
+    from lib import runs
+
+    done_dirs = [r.run_dir for r in sweep.runs if r.stage == ours["stage"] and runs.is_complete(r.run_dir)]
+    if not done_dirs:
+        return None, 0, f"no complete {ours['stage']} run of this grid here"
+    values = [_dotted(runs.load_metrics(d), ours["run_metric"]) for d in done_dirs]
     values = [v for v in values if isinstance(v, int | float)]
     if not values:
         return None, 0, f"no {ours['run_metric']} in the runs' metrics.json"
@@ -272,51 +282,52 @@ def _dotted(tree: Any, path: str) -> Any:
     return tree
 
 
-def grid_cost(sweep: Sweep) -> dict[str, Any]:
+def read_costs(sweep: Sweep, results_dir: Path | None) -> pd.DataFrame | None:
+    """The sweep's cost table (one row per complete run), or None where the sweep has not written one."""
+    path = cost_table_path(tables_dir(sweep, results_dir) / sweep.table)
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def grid_cost(sweep: Sweep, results_dir: Path | None = None) -> dict[str, Any]:
     """The cost of the sweep's grid: each field summed over its complete runs that recorded it."""
-    from lib import runs
-
-    done = [r.run_dir for r in sweep.runs if runs.is_complete(r.run_dir)]
-    sums = _cost_sums(done)
-    costed = sum(1 for d in done if _flat(d)["wall_seconds"] is not None)
-    return {"runs_costed": f"{costed}/{len(sweep.runs)}", **sums}
+    costs = read_costs(sweep, results_dir)
+    return _costed(costs, len(sweep.runs))
 
 
-def _flat(run_dir: Path) -> dict[str, Any]:
-    from lib.cost import flat
+def paper_cost(sweeps: dict[str, Sweep], results_dir: Path | None = None) -> dict[str, Any]:
+    """The whole paper's cost: every run of its sweeps once (sweeps share runs, e.g. 01's corpora)."""
+    planned = {r.run_dir.name for s in sweeps.values() for r in s.runs}
+    tables = [t for t in (read_costs(s, results_dir) for s in sweeps.values()) if t is not None]
+    costs = pd.concat(tables).drop_duplicates("run_id") if tables else None
+    return _costed(costs, len(planned))
 
-    return flat(run_dir)
+
+def _costed(costs: pd.DataFrame | None, planned: int) -> dict[str, Any]:
+    if costs is None:
+        costs = pd.DataFrame(columns=["wall_seconds"])
+    costed = int(costs["wall_seconds"].notna().sum())
+    return {"runs_costed": f"{costed}/{planned}", **_cost_sums(costs)}
 
 
-def _cost_sums(run_dirs: list[Path]) -> dict[str, float | int | None]:
-    flats = [_flat(d) for d in dict.fromkeys(run_dirs)]  # a run shared between steps counts once
-
+def _cost_sums(costs: pd.DataFrame) -> dict[str, float | int | None]:
     def total(key: str) -> float | None:
-        values = [f[key] for f in flats if f.get(key) is not None]
-        return sum(values) if values else None
+        values = costs[key].dropna() if key in costs else pd.Series(dtype=float)
+        return float(values.sum()) if len(values) else None
 
     wall = total("wall_seconds")
+    tokens = total("tokens_trained")
     return {"wall_hours": wall / 3600 if wall is not None else None, "device_hours": total("device_hours"),
             "energy_kwh": total("energy_kwh"), "co2_kg": total("co2_kg"),
-            "tokens_trained": total("tokens_trained")}
-
-
-def paper_cost(sweeps: dict[str, Sweep]) -> dict[str, Any]:
-    """The whole paper's cost: every run of its sweeps once (sweeps share runs, e.g. 01's corpora)."""
-    from lib import runs
-
-    planned = {r.run_dir for s in sweeps.values() for r in s.runs}
-    done = sorted(d for d in planned if runs.is_complete(d))
-    costed = sum(1 for d in done if _flat(d)["wall_seconds"] is not None)
-    return {"runs_costed": f"{costed}/{len(planned)}", **_cost_sums(done)}
+            "tokens_trained": int(tokens) if tokens is not None else None}
 
 
 def markdown(comparison: Comparison) -> str:
     """The comparison for a terminal: the figures, then the cost of each sweep's grid and in all."""
     paper, table, sweeps = comparison.paper, comparison.table, comparison.sweeps
     shown = table[["figure", "paper_value", "paper_unit", "our_value", "our_metric", "status", "differs"]]
-    costs = pd.DataFrame([{"sweep": name, **grid_cost(s)} for name, s in sweeps.items()]
-                         + [{"sweep": "all (shared runs once)", **paper_cost(sweeps)}])
+    where = comparison.results_dir
+    costs = pd.DataFrame([{"sweep": name, **grid_cost(s, where)} for name, s in sweeps.items()]
+                         + [{"sweep": "all (shared runs once)", **paper_cost(sweeps, where)}])
     return "\n\n".join([f"## {paper.title}: the paper's figures beside ours", _md(shown),
                         "## Cost of the grid (complete runs that recorded a cost)", _md(costs)])
 

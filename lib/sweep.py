@@ -238,6 +238,7 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
             _run_parallel(sweep, path, launch, force, log)
     except BaseException:
         partial = scratch_dir(sweep) / "partial" / sweep.table
+        write_table(collect_costs(sweep), cost_table_path(partial))
         if write_table(collect_rows(sweep), partial):
             log(f"the sweep stopped; the rows of its finished runs are in {partial} (rerun the same command "
                 "to resume; finished runs are skipped)")
@@ -245,6 +246,8 @@ def run_sweep(path: str | Path, *, profile: str | None = None, results_dir: Path
     table = collect_rows(sweep)
     write_table(table, table_path)
     log(f"table: {table_path}")
+    if write_table(collect_costs(sweep), cost_table_path(table_path)):
+        log(f"cost of its runs: {cost_table_path(table_path)}")
     if sweep.figures:
         from lib.stages import figures
 
@@ -311,6 +314,31 @@ def collect_rows(sweep: Sweep) -> pd.DataFrame:
             rows.append({**{k: v for k, v in run.varying.items() if k not in row},
                          **row, **named, "run_id": run.run_dir.name})
     return tidy(pd.DataFrame(rows))
+
+
+def cost_table_path(table_path: Path) -> Path:
+    """Where a sweep's cost table goes: beside its table (``lapt.csv`` -> ``lapt_cost.csv``)."""
+    return table_path.with_name(f"{table_path.stem}_cost{table_path.suffix}")
+
+
+def collect_costs(sweep: Sweep) -> pd.DataFrame:
+    """One row per complete run of the sweep (a run two steps share, once): its run id, stage,
+    label and varying params, and its cost (lib.cost.flat). Committed beside the table, so a
+    reader of ``results/`` (``reproduce --tables-only``) sees what the grid cost without the runs;
+    a rerun that skips every run writes the same bytes, since the records do not change."""
+    from lib.cost import flat
+
+    rows, seen = [], set()
+    for run in sweep.runs:
+        if run.run_dir in seen or not runs.is_complete(run.run_dir):
+            continue
+        seen.add(run.run_dir)
+        varying = {k: _portable(v) for k, v in run.varying.items()}
+        rows.append({"run_id": run.run_dir.name, "stage": run.stage, "label": run.label or "",
+                     "params": " ".join(f"{k}={v}" for k, v in sorted(varying.items())), **flat(run.run_dir)})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).sort_values("run_id", kind="mergesort").reset_index(drop=True)
 
 
 def _portable(value: Any) -> Any:

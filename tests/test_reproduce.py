@@ -18,7 +18,9 @@ from lib.paths import RESULTS_DIR, TABLES_DIR
 # the status of each figure on the committed tables (lep_chain_ru.csv: "not run yet" until committed)
 COMMITTED = {
     "curie": {"perplexity_pl_before": "ours only", "perplexity_pl_after": "compared",
-              "perplexity_en_after": "ours only", "klej_average": "compared", "klej_average_unweighted": "ours only",
+              "perplexity_en_after": "ours only" if "english_general" in (TABLES_DIR / "lapt.csv").read_text()
+              else "no row matches", "perplexity_en_domain_after": "ours only", "klej_average": "compared",
+              "klej_average_unweighted": "ours only",
               "klej_best_other_model": "paper only"},
     "llamaturk": {"perplexity_tr_before": "compared", "perplexity_tr_after_c": "compared",
                   "perplexity_tr_after_v_untrained": "ours only", "perplexity_tr_after_v_trained": "ours only",
@@ -75,13 +77,19 @@ def test_the_comparison_on_the_committed_tables(name, isolated_home):
     table = R.compare(paper, sweeps)
     status = dict(zip(table["figure"], table["status"]))
     assert {f: s for f, s in status.items() if f in COMMITTED[name]} == COMMITTED[name]
-    # run-based figures (tokens, time, trainable share) need the runs themselves: not in a fresh home
+    # tokens and time come from lapt_demo's committed cost table; the trainable share from the runs'
+    # metrics.json, which a fresh home does not have
     by_runs = {f: s for f, s in status.items() if f not in COMMITTED[name]}
-    assert by_runs == ({f: "no complete 03_lapt run of this grid here"
-                        for f in ("lapt_tokens", "lapt_trainable_share", "lapt_time")} if name == "curie" else {})
+    costed = "compared" if (TABLES_DIR / "lapt_cost.csv").is_file() else "no cost table of lapt_demo here"
+    assert by_runs == ({"lapt_tokens": costed, "lapt_time": costed,
+                        "lapt_trainable_share": "no complete 03_lapt run of this grid here"} if name == "curie" else {})
     compared = table[table["status"].isin(["compared", "ours only"])]
     assert compared["our_value"].notna().all() and compared["differs"].str.len().gt(0).all()
-    assert table["runs_costed"].dropna().str.startswith("0/").all()  # nothing has run in this home
+    for sweep_name, sweep in sweeps.items():  # a grid's cost is its committed cost table's, or nothing
+        rows = table[table["sweep"] == sweep_name]
+        committed_costs = R.read_costs(sweep, None)
+        expected = f"{0 if committed_costs is None else committed_costs['wall_seconds'].notna().sum()}/"
+        assert rows["runs_costed"].str.startswith(expected).all(), sweep_name
     for figure in paper.figures:  # each value is the one row the selector names, read independently
         row = table.set_index("figure").loc[figure.id]
         if row["status"] != "compared" or not figure.ours or figure.ours.get("agg") or "where" not in figure.ours:
@@ -147,6 +155,29 @@ def test_tables_only_marks_a_sweep_not_run_yet(tmp_path, isolated_home):
     assert table.loc["klej_average", "status"] == R.NOT_RUN and pd.isna(table.loc["klej_average", "our_value"])
 
 
+def test_costs_come_from_the_sweeps_cost_tables_not_from_run_directories(tmp_path, isolated_home):
+    """What a fresh clone's --tables-only shows: the committed cost table, with no run of it in this home."""
+    out = _results_copy(tmp_path, ["lapt.csv", "task_tuning.csv"])
+    costs = pd.DataFrame([
+        {"run_id": "01_prepare_data-aaaa", "stage": "01_prepare_data", "wall_seconds": 60.0, "tokens_trained": 0,
+         "energy_kwh": 0.001, "co2_kg": 0.0005, "device_hours": 0.0},
+        {"run_id": "03_lapt-bbbb", "stage": "03_lapt", "wall_seconds": 720.0, "tokens_trained": 120000,
+         "energy_kwh": 0.01, "co2_kg": 0.005, "device_hours": 0.2}])
+    costs.to_csv(out / "tables" / "lapt_cost.csv", index=False)
+    paper = R.load_paper("curie")
+    sweeps = R.plan(paper)
+    table = R.compare(paper, sweeps, out).set_index("figure")
+    assert table.loc["lapt_tokens", ["our_value", "status"]].tolist() == [120000, "compared"]
+    assert table.loc["lapt_time", "our_value"] == pytest.approx(0.2)  # hours of the 03 run alone
+    assert table.loc["perplexity_pl_after", "runs_costed"] == f"2/{len(sweeps['lapt_demo'].runs)}"
+    assert table.loc["perplexity_pl_after", "wall_hours"] == pytest.approx(780 / 3600)
+    assert table.loc["perplexity_pl_after", "tokens_trained"] == 120000
+    assert table.loc["klej_average", "runs_costed"].startswith("0/")  # task_tuning has no cost table here
+    assert pd.isna(table.loc["klej_average", "wall_hours"])
+    shown = R.markdown(R.Comparison(paper, sweeps, table.reset_index(), out / "x.csv", out))
+    assert "| lapt_demo" in shown and "2/" in shown
+
+
 @pytest.mark.parametrize("args, needle", [
     (["reproduce", "gpt4"], "unknown paper 'gpt4'; known: curie, llamaturk, lep"),
     (["reproduce", "curie", "--tables-only", "--force"], "--tables-only runs nothing, so --force"),
@@ -175,9 +206,15 @@ def test_curie_end_to_end_with_the_tiny_profile(shared_cache, tmp_path):
     assert (table["runs_costed"].dropna() != "0/3").all()
     assert table.loc["perplexity_pl_after", "runs_costed"] == "3/3"  # every run of lapt_demo recorded its cost
     assert table.loc["perplexity_pl_after", "wall_hours"] > 0
+    cost_tables = list((home / "runs").rglob("lapt_cost.csv"))  # beside lapt_demo's table
+    assert len(cost_tables) == 1
+    costs = pd.read_csv(cost_tables[0])
+    assert len(costs) == 3 and (costs["wall_seconds"] > 0).all() and costs["run_id"].is_unique
+    assert costs.loc[costs["stage"] == "03_lapt", "tokens_trained"].item() > 0
     before = path.read_bytes()
     again = cli(home, "reproduce", "curie", "--profile", "tiny", "--quiet")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "running in" not in again.stdout and "complete, skipped" in again.stdout
     assert path.read_bytes() == before
+    assert pd.read_csv(cost_tables[0]).equals(costs)  # the records did not change, nor their table
     assert {p.name: p.read_bytes() for p in TABLES_DIR.glob("*.csv")} == committed
