@@ -541,7 +541,17 @@ def vocab_lapt_ru_cpu_figure(results_dir: Path) -> Path:
 
     table = read_table(results_dir, "vocab_lapt_ru_cpu.csv")
     title = "Extended vocabulary + embeddings-only LAPT on ru, cpu profile (1M tokens)"
-    return save(plot_before_after(table[table["stage"].notna()], title=title), results_dir, "vocab_lapt_ru_cpu")
+    fig = plot_before_after(table[table["stage"].notna()], title=title)
+    # the bar the issue sets: 02's score of the unchanged model on the same test text
+    unchanged = table[(table["model"] == "unchanged") & (table["split"] == "test")
+                      & (table["source"] == "all") & (table["metric"] == "bits_per_char")]
+    if len(unchanged):
+        target = fig.axes[0]
+        value = float(unchanged["value"].iloc[0])
+        target.axhline(value, color="black", linestyle="--", linewidth=1)
+        target.annotate(f"unchanged model: {value:.3f}", (target.get_xlim()[0], value), xytext=(4, 3),
+                        textcoords="offset points", fontsize=8)
+    return save(fig, results_dir, "vocab_lapt_ru_cpu")
 
 
 def llamaturk_v_figure(results_dir: Path) -> Path:
