@@ -108,17 +108,18 @@ def test_notebook_parameters_cell_matches_the_dataclass():
 
 
 def test_options_added_later_keep_the_committed_run_ids():
-    """The demo's run (03's defaults, pl) keeps the id in the committed table; changed, an option
-    added later is part of the id."""
+    """lapt_demo.yaml's run (03's defaults, pl, general English scored) keeps the id in the
+    committed table; changed, an option added later is part of the id."""
     import pandas as pd
 
     from lib import runs
 
     committed = set(pd.read_csv(PROJ_ROOT / "results/tables/lapt.csv")["run_id"].dropna())
-    demo = stages.resolve(lapt.STAGE, overrides={"language": "pl"})
+    demo_overrides = {"language": "pl", "english_general_max_chars": 30000}  # lapt_demo.yaml's 03 step
+    demo = stages.resolve(lapt.STAGE, overrides=demo_overrides)
     assert {runs.run_id(lapt.STAGE, demo)} == committed
     for key in lapt.LaptParams.ADDED_LATER:
-        changed = stages.resolve(lapt.STAGE, overrides={"language": "pl", key: 12345})
+        changed = stages.resolve(lapt.STAGE, overrides={**demo_overrides, key: 12345})
         assert runs.run_id(lapt.STAGE, changed) not in committed, key
 
 
