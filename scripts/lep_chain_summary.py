@@ -1,7 +1,7 @@
 """The LEP chain's table (results/tables/lep_chain_ru.csv) as one row per model, and the
 conversion model against T on the bar the LEP issue sets (README "The LEP chain on Russian").
 
-    .venv/bin/python scripts/lep_chain_summary.py [--results-dir results]
+    .venv/bin/python scripts/lep_chain_summary.py [--results-dir results] [--table lep_cpu_donor_ru.csv]
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def checks(summary) -> list[tuple[str, str, bool]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--table", default="lep_chain_ru.csv",
+                        help="a table of the chain's shape under <results-dir>/tables (default lep_chain_ru.csv)")
     args = parser.parse_args(argv)
-    summary = LEP.chain_summary(read_table(args.results_dir, "lep_chain_ru.csv"))
+    summary = LEP.chain_summary(read_table(args.results_dir, args.table))
     print(summary.to_markdown(index=False, floatfmt=".3f"))
     print()
     for model, what, met in checks(summary):

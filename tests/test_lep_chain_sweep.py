@@ -234,3 +234,29 @@ def test_the_chain_summary_compares_every_model_with_t():
     assert verdicts == {("LEP extension conversion", "mean"): False, ("LEP extension conversion", "chars/token"): True,
                         ("LEP extension conversion", "chars/s"): True,
                         ("LEP extension conversion calibrated", "copy"): True}
+
+
+def test_the_cpu_donor_sweep_reuses_the_trained_donor_and_the_chains_t(tmp_path):
+    """lep_cpu_donor_ru.yaml must name the very runs it is about: vocab_lapt_ru_cpu.yaml's million-token
+    donor and lep_chain_ru.yaml's T; a parameter drifting in either file would silently train others."""
+    from lib.sweep import load_sweep
+
+    donor_sweep = load_sweep(PARAMS_DIR / "sweeps" / "lep_cpu_donor_ru.yaml")
+    runs = {}
+    for run in donor_sweep.runs:
+        runs.setdefault(run.stage, []).append(run)
+    vocab = {r.stage: r.run_dir for r in load_sweep(PARAMS_DIR / "sweeps" / "vocab_lapt_ru_cpu.yaml").runs}
+    chain_t = plan()[1]["05_instruction_tuning"][0].run_dir
+    (donor,) = runs["03_lapt"]
+    (t,) = runs["05_instruction_tuning"]
+    assert donor.run_dir == vocab["03_lapt"] and donor.params.max_train_tokens == 1_000_000
+    assert t.run_dir == chain_t
+    lep = runs["07_lep_propagate"]
+    assert sorted(r.params.mode for r in lep) == ["conversion", "swap"]
+    assert all(r.params.donor == str(donor.run_dir) and r.params.instruct == str(t.run_dir) for r in lep)
+    (evaluate,) = runs["08_evaluate"]
+    assert evaluate.params.labels[0] == "T" and evaluate.params.models[0] == str(t.run_dir)
+    # its figure draws from a table of the chain's shape
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_cpu_donor_ru.csv", index=False)
+    assert figures.make("lep_cpu_donor_ru", tmp_path) == tmp_path / "figures" / "lep_cpu_donor_ru.png"

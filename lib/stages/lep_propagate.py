@@ -626,5 +626,15 @@ def lep_chain_ru_figure(results_dir: Path) -> Path:
     return save(plot_lep_chain(table, title=title), results_dir, "lep_chain_ru")
 
 
+def lep_cpu_donor_ru_figure(results_dir: Path) -> Path:
+    """The donor of the cpu profile (a million tokens of embeddings-only LAPT) propagated into the
+    chain's T (results/tables/lep_cpu_donor_ru.csv, written by params/sweeps/lep_cpu_donor_ru.yaml)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lep_cpu_donor_ru.csv")
+    title = "LEP on ru with the cpu profile's donor (1M tokens of embeddings-only LAPT)"
+    return save(plot_lep_chain(table, title=title), results_dir, "lep_cpu_donor_ru")
+
+
 # The benchmark and copy-task rows come from 08_evaluate runs of this stage's models.
-FIGURES = {"lep_chain_ru": lep_chain_ru_figure}
+FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure}
