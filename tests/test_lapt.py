@@ -17,7 +17,7 @@ from lib import params as P
 from lib import stages
 from lib.corpus import CorpusError
 from lib.models import ModelSpecError
-from lib.paths import NOTEBOOKS_DIR, PROJ_ROOT
+from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR, PROJ_ROOT
 from lib.stages import lapt
 from lib.training import TrainingSetupError
 from lib.training import data as D
@@ -113,13 +113,13 @@ def test_options_added_later_keep_the_committed_run_ids():
     import pandas as pd
 
     from lib import runs
+    from lib.sweep import load_sweep
 
     committed = set(pd.read_csv(PROJ_ROOT / "results/tables/lapt.csv")["run_id"].dropna())
-    demo_overrides = {"language": "pl", "english_general_max_chars": 30000}  # lapt_demo.yaml's 03 step
-    demo = stages.resolve(lapt.STAGE, overrides=demo_overrides)
-    assert {runs.run_id(lapt.STAGE, demo)} == committed
+    (demo,) = [r for r in load_sweep(PARAMS_DIR / "sweeps" / "lapt_demo.yaml").runs if r.stage == lapt.STAGE]
+    assert {runs.run_id(lapt.STAGE, demo.params)} == committed
     for key in lapt.LaptParams.ADDED_LATER:
-        changed = stages.resolve(lapt.STAGE, overrides={**demo_overrides, key: 12345})
+        changed = dataclasses.replace(demo.params, **{key: 12345})
         assert runs.run_id(lapt.STAGE, changed) not in committed, key
 
 
