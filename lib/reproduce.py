@@ -3,7 +3,10 @@
 
 ``params/papers/<paper>.yaml`` names the paper's sweeps, run in that order through
 ``lib.sweep.run_sweep`` (complete runs are skipped, so runs shared between sweeps run once and
-an interrupted reproduce resumes), and the figures the paper reports: each with its source, its
+an interrupted reproduce resumes), optionally ``larger``: for a default sweep, the whole grid that
+runs in its place with ``--profile cpu`` or ``gpu`` (lep: its default fits an hour on a 2-core CPU,
+the whole grid takes hours; a figure's selector then reads the larger sweep's table, which has the
+same row labels), and the figures the paper reports: each with its source, its
 unit, the row of ours that corresponds (``ours``) and what differs. Every sweep is planned and
 checked before the first run starts. The comparison goes to ``<results>/tables/paper_<paper>.csv``:
 ``results/`` when every sweep ran as its committed table was made (or ``--results-dir``), else a
@@ -39,7 +42,10 @@ from lib.sweep import Sweep, cost_table_path, load_sweep, run_sweep, scratch_dir
 
 PAPERS_DIR = PARAMS_DIR / "papers"
 PAPERS = ("curie", "llamaturk", "lep")
-PAPER_KEYS = {"paper", "sweeps", "figures", "source", "russian_chars_per_token"}  # the last two: lep.yaml's
+PAPER_KEYS = {"paper", "sweeps", "larger", "figures", "source", "russian_chars_per_token"}  # the last two: lep.yaml's
+# profiles under which a paper's `larger` sweeps run in place of its default ones (the default and
+# tiny profiles run `sweeps` as listed)
+LARGER_PROFILES = ("cpu", "gpu")
 FIGURE_KEYS = {"id", "claim", "value", "unit", "source", "ours", "differs"}
 OURS_KEYS = {"sweep", "where", "metric", "agg", "stage", "cost", "run_metric"}
 COST_FIELDS = ("wall_hours", "device_hours", "energy_kwh", "co2_kg", "tokens_trained")
@@ -69,6 +75,13 @@ class Paper:
     title: str
     sweeps: list[str]
     figures: list[Figure]
+    larger: dict[str, str]  # a default sweep -> the whole grid that replaces it under LARGER_PROFILES
+
+    def sweeps_for(self, profile: str | None) -> list[str]:
+        """The sweeps a reproduce with this profile runs, in order."""
+        if profile in LARGER_PROFILES:
+            return [self.larger.get(name, name) for name in self.sweeps]
+        return list(self.sweeps)
 
 
 def load_paper(name: str) -> Paper:
@@ -83,6 +96,14 @@ def load_paper(name: str) -> Paper:
     for sweep in sweeps:
         if not (PARAMS_DIR / "sweeps" / f"{sweep}.yaml").is_file():
             raise ReproduceError(f"{path}: sweep {sweep!r} is not a file in params/sweeps/")
+    larger = spec.get("larger") or {}
+    if not isinstance(larger, dict):
+        raise ReproduceError(f"{path}: larger must map a sweep of `sweeps` to the sweep that replaces it")
+    for small, big in larger.items():
+        if small not in sweeps:
+            raise ReproduceError(f"{path}: larger names {small!r}, which is not one of the paper's sweeps {sweeps}")
+        if not (PARAMS_DIR / "sweeps" / f"{big}.yaml").is_file():
+            raise ReproduceError(f"{path}: larger sweep {big!r} is not a file in params/sweeps/")
     figures = []
     for entry in spec.get("figures") or []:
         _known(entry, FIGURE_KEYS, f"{path} figure {entry.get('id')!r}")
@@ -101,7 +122,7 @@ def load_paper(name: str) -> Paper:
     ids = [f.id for f in figures]
     if not figures or len(set(ids)) != len(ids):
         raise ReproduceError(f"{path}: figures must be a non-empty list with unique ids")
-    return Paper(name, str(spec.get("paper") or name), sweeps, figures)
+    return Paper(name, str(spec.get("paper") or name), sweeps, figures, {str(k): str(v) for k, v in larger.items()})
 
 
 def _known(spec: Any, keys: set[str], where: Any) -> None:
@@ -133,8 +154,9 @@ def _check_ours(ours: Any, sweeps: list[str], where: str) -> None:
 
 
 def plan(paper: Paper, profile: str | None = None) -> dict[str, Sweep]:
-    """Every sweep of the paper loaded and checked (nothing runs): a typo fails before any run."""
-    return {name: load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml", profile=profile) for name in paper.sweeps}
+    """Every sweep the profile runs, loaded and checked (nothing runs): a typo fails before any run."""
+    return {name: load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml", profile=profile)
+            for name in paper.sweeps_for(profile)}
 
 
 def tables_dir(sweep: Sweep, results_dir: Path | None) -> Path:
@@ -169,7 +191,7 @@ def reproduce(name: str, *, profile: str | None = None, results_dir: Path | None
     paper = load_paper(name)
     sweeps = plan(paper, profile)
     if not tables_only:
-        for sweep_name in paper.sweeps:
+        for sweep_name in sweeps:
             log(f"== {paper.name}: sweep {sweep_name}")
             run_sweep(PARAMS_DIR / "sweeps" / f"{sweep_name}.yaml", profile=profile, results_dir=results_dir,
                       force=force, launch=launch, log=log)
@@ -194,15 +216,16 @@ def compare(paper: Paper, sweeps: dict[str, Sweep], results_dir: Path | None = N
         if ours is None:
             rows.append(row | {"status": "paper only"})
             continue
-        sweep = sweeps[ours["sweep"]]
-        row |= {"sweep": ours["sweep"], **grid_cost(sweep, results_dir)}
+        name = ours["sweep"] if ours["sweep"] in sweeps else paper.larger[ours["sweep"]]  # the grid that ran
+        sweep = sweeps[name]
+        row |= {"sweep": name, **grid_cost(sweep, results_dir)}
         if "metric" in ours:
             path = tables_dir(sweep, results_dir) / sweep.table
-            if ours["sweep"] not in tables:
-                tables[ours["sweep"]] = _read(path)
+            if name not in tables:
+                tables[name] = _read(path)
             row |= {"our_table": _shown(path), "our_metric": ours["metric"],
                     "our_selector": _selector_text(ours)}
-            value, n, status = select(tables[ours["sweep"]], ours)
+            value, n, status = select(tables[name], ours)
         else:
             field = ours.get("cost") or ours["run_metric"]
             row |= {"our_metric": field, "our_selector": f"runs of {ours['stage']}"}

@@ -636,5 +636,14 @@ def lep_cpu_donor_ru_figure(results_dir: Path) -> Path:
     return save(plot_lep_chain(table, title=title), results_dir, "lep_cpu_donor_ru")
 
 
+def lep_ru_figure(results_dir: Path) -> Path:
+    """The chain at the size of ``reproduce lep`` (results/tables/lep_ru.csv, params/sweeps/lep_ru.yaml)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lep_ru.csv")
+    title = "LEP on ru (reproduce lep's default): T, donor D, propagated and calibrated T"
+    return save(plot_lep_chain(table, title=title), results_dir, "lep_ru")
+
+
 # The benchmark and copy-task rows come from 08_evaluate runs of this stage's models.
-FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure}
+FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure, "lep_ru": lep_ru_figure}

@@ -309,15 +309,20 @@ def paper_chars_per_token() -> dict[str, dict[str, float | None]]:
     return load_yaml(path.read_text(encoding="utf-8"), str(path))["russian_chars_per_token"]
 
 
-def lep_tokenizers_figure(results_dir: Path) -> Path:
-    """results/tables/lep_tokenizers.csv -> results/figures/lep_tokenizers.png (test splits; the
-    paper's Russian figures as black bars)."""
+def lep_tokenizers_figure(results_dir: Path, name: str = "lep_tokenizers") -> Path:
+    """results/tables/<name>.csv -> results/figures/<name>.png (test splits; the paper's Russian
+    figures as black bars)."""
     from lib.plotting import read_table, save
 
-    table = read_table(results_dir, "lep_tokenizers.csv")
+    table = read_table(results_dir, f"{name}.csv")
     fig = plot_tokenizers(table, "LEP tokenizers: characters per token on the test splits (black: the paper, ru)",
                           splits=("test",), paper=paper_chars_per_token())
-    return save(fig, results_dir, "lep_tokenizers")
+    return save(fig, results_dir, name)
 
 
-FIGURES = {"lep_tokenizers": lep_tokenizers_figure}
+def lep_tokenizers_paper_figure(results_dir: Path) -> Path:
+    """The paper's own tokenizers only (lep_tokenizers_paper.yaml, the tokenizer half of reproduce lep)."""
+    return lep_tokenizers_figure(results_dir, "lep_tokenizers_paper")
+
+
+FIGURES = {"lep_tokenizers": lep_tokenizers_figure, "lep_tokenizers_paper": lep_tokenizers_paper_figure}
