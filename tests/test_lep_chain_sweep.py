@@ -260,3 +260,34 @@ def test_the_cpu_donor_sweep_reuses_the_trained_donor_and_the_chains_t(tmp_path)
     (tmp_path / "tables").mkdir()
     chain_table().to_csv(tmp_path / "tables" / "lep_cpu_donor_ru.csv", index=False)
     assert figures.make("lep_cpu_donor_ru", tmp_path) == tmp_path / "figures" / "lep_cpu_donor_ru.png"
+
+
+def test_reproduce_leps_default_grid_is_a_part_of_the_whole_chain(tmp_path):
+    """lep_ru.yaml (reproduce lep's default) reuses the chain's runs where it means the same thing (04,
+    the donor, T, conversion), and lep_tokenizers_paper.yaml is lep_tokenizers.yaml's paper rows: running
+    the whole grid later (--profile cpu, or the chain's own sweep) trains none of them again."""
+    from lib.sweep import load_sweep
+
+    small = load_sweep(PARAMS_DIR / "sweeps" / "lep_ru.yaml")
+    chain = {r.run_dir for r in plan()[0].runs}
+    by_stage: dict[str, list] = {}
+    for run in small.runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    for stage in ("01_prepare_data", "04_vocab_adapt", "03_lapt", "05_instruction_tuning"):
+        assert {r.run_dir for r in by_stage[stage]} <= chain, stage
+    conversion, calibrated = by_stage["07_lep_propagate"]
+    assert conversion.run_dir in chain and conversion.params.mode == "conversion" and not conversion.params.calibrate
+    assert calibrated.params.calibrate and calibrated.params.calibration_prompts < 50
+    (evaluate,) = by_stage["08_evaluate"]
+    assert evaluate.params.labels == ["T", "LEP extension conversion", "LEP extension conversion calibrated"]
+    tokenizers = load_sweep(PARAMS_DIR / "sweeps" / "lep_tokenizers.yaml")
+    paper_rows = load_sweep(PARAMS_DIR / "sweeps" / "lep_tokenizers_paper.yaml")
+    assert {r.run_dir for r in paper_rows.runs} <= {r.run_dir for r in tokenizers.runs}
+    assert {r.params.model for r in paper_rows.runs if r.stage == "04_vocab_adapt"} == {"mistral-7b-v0.1", "llama-3"}
+    # under the tiny profile the models are the profile's (seconds), not SmolLM2 as the chain pins them
+    tiny = load_sweep(PARAMS_DIR / "sweeps" / "lep_ru.yaml", profile="tiny")
+    assert {r.params.model for r in tiny.runs if r.stage in ("04_vocab_adapt", "05_instruction_tuning")} == {
+        "tiny-random"}
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_ru.csv", index=False)
+    assert figures.make("lep_ru", tmp_path) == tmp_path / "figures" / "lep_ru.png"

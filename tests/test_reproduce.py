@@ -5,17 +5,19 @@ Curie grid end to end with the tiny profile (slow)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import png_outputs
 from test_cli_safety import cli, new_home, one_line_error
 
 from lib import reproduce as R
 from lib.paths import RESULTS_DIR, TABLES_DIR
 
-# the status of each figure on the committed tables (lep_chain_ru.csv: "not run yet" until committed)
+# the status of each figure on the committed tables (lep_ru.csv: "not run yet" until committed)
 COMMITTED = {
     "curie": {"perplexity_pl_before": "ours only", "perplexity_pl_after": "compared",
               "perplexity_en_after": "ours only", "perplexity_en_domain_after": "ours only", "klej_average": "compared",
@@ -28,7 +30,7 @@ COMMITTED = {
     "lep": {**{f"chars_per_token_{m}_{s}": "compared" for m in ("mistral", "llama3")
                for s in ("original", "bpe", "unigram", "extension", "optimization")},
             "chars_per_token_mistral_optimization": "ours only", "multiturn_openchat": "paper only",
-            **{f: "compared" if (TABLES_DIR / "lep_chain_ru.csv").is_file() else R.NOT_RUN
+            **{f: "compared" if (TABLES_DIR / "lep_ru.csv").is_file() else R.NOT_RUN
                for f in ("multiturn_lep", "multiturn_instruct", "darucopy_before_calibration",
                          "darucopy_after_calibration")}},
 }
@@ -99,9 +101,12 @@ def test_the_comparison_on_the_committed_tables(name, isolated_home):
         assert hit.sum() == 1 and source.loc[hit, "value"].item() == pytest.approx(row["our_value"])
 
 
-def test_the_lep_chain_figures_on_a_table_shaped_as_the_chains(tmp_path, isolated_home):
-    """lep_chain_ru.csv is not committed yet: its selectors on rows shaped as 08_evaluate writes them."""
-    out = _results_copy(tmp_path, ["lep_tokenizers.csv"])
+@pytest.mark.parametrize(("profile", "table"), [(None, "lep_ru.csv"), ("cpu", "lep_chain_ru.csv")])
+def test_the_lep_chain_figures_on_a_table_shaped_as_the_chains(profile, table, tmp_path, isolated_home):
+    """The chain figures' selectors on rows shaped as 08_evaluate writes them: the default profile reads
+    lep_ru.yaml's table, --profile cpu the whole grid's (lep.yaml's `larger`), with the same labels."""
+    out = _results_copy(tmp_path, ["lep_tokenizers.csv", "lep_tokenizers_paper.csv"]
+                        if (TABLES_DIR / "lep_tokenizers_paper.csv").is_file() else ["lep_tokenizers.csv"])
     rows = []
     for model, (mc, copy) in {"T": ((0.5, 0.7), 0.8), "LEP extension conversion": ((0.4, 0.6), 0.3),
                               "LEP extension conversion calibrated": ((0.2, 0.2), 0.95)}.items():
@@ -113,14 +118,30 @@ def test_the_lep_chain_figures_on_a_table_shaped_as_the_chains(tmp_path, isolate
                      "n_shot": 0, "metric": "acc", "value": 0.01})
         rows += [{"model": model, "language": language, "task": "copy", "kind": "copy", "n_shot": 0,
                   "metric": "copy_rate", "value": copy / (1 + (language == "en"))} for language in ("ru", "en")]
-    pd.DataFrame(rows).to_csv(out / "tables" / "lep_chain_ru.csv", index=False)
+    pd.DataFrame(rows).to_csv(out / "tables" / table, index=False)
     paper = R.load_paper("lep")
-    table = R.compare(paper, R.plan(paper), out).set_index("figure")
+    sweeps = R.plan(paper, profile)
+    grid = ["lep_tokenizers_paper", "lep_ru"] if profile is None else ["lep_tokenizers", "lep_chain_ru"]
+    assert list(sweeps) == grid
+    table = R.compare(paper, sweeps, out).set_index("figure")
     expected = {"multiturn_lep": 0.5, "multiturn_instruct": 0.6, "darucopy_before_calibration": 0.3,
                 "darucopy_after_calibration": 0.95}
     for figure, value in expected.items():
         assert table.loc[figure, "status"] == "compared" and table.loc[figure, "our_value"] == pytest.approx(value)
+        assert table.loc[figure, "sweep"] == list(sweeps)[1]
     assert table.loc["multiturn_lep", "our_rows"] == 2
+    assert table.loc["chars_per_token_llama3_bpe", "sweep"] == list(sweeps)[0]
+
+
+def test_a_larger_sweep_must_replace_one_of_the_papers_sweeps_and_exist(tmp_path, monkeypatch):
+    good = (R.PAPERS_DIR / "lep.yaml").read_text()
+    monkeypatch.setattr(R, "PAPERS_DIR", tmp_path)
+    (tmp_path / "lep.yaml").write_text(good.replace("larger: {lep_tokenizers_paper:", "larger: {lep_tokenizer:", 1))
+    with pytest.raises(R.ReproduceError, match="larger names 'lep_tokenizer'"):
+        R.load_paper("lep")
+    (tmp_path / "lep.yaml").write_text(good.replace("lep_ru: lep_chain_ru}", "lep_ru: lep_chain_xx}", 1))
+    with pytest.raises(R.ReproduceError, match="larger sweep 'lep_chain_xx' is not a file"):
+        R.load_paper("lep")
 
 
 def _results_copy(tmp_path: Path, tables: list[str]) -> Path:
@@ -216,3 +237,41 @@ def test_curie_end_to_end_with_the_tiny_profile(shared_cache, tmp_path):
     assert path.read_bytes() == before
     assert pd.read_csv(cost_tables[0]).equals(costs)  # the records did not change, nor their table
     assert {p.name: p.read_bytes() for p in TABLES_DIR.glob("*.csv")} == committed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llamaturk", "lep"])
+def test_llamaturk_and_lep_end_to_end_with_the_tiny_profile(name, shared_cache, tmp_path):
+    """Each paper's default grid on tiny-random models (about 3-4 minutes each on a busy 2-core CPU), as
+    a user starts it: every figure that has a row of ours finds it, every run records its cost, and a
+    second reproduce runs nothing and writes the same bytes."""
+    home = new_home(tmp_path, shared_cache)
+    out = tmp_path / "out"
+    done = cli(home, "reproduce", name, "--profile", "tiny", "--quiet", "--results-dir", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out / "tables" / f"paper_{name}.csv").set_index("figure")
+    ours = {f.id for f in R.load_paper(name).figures if f.ours is not None}
+    assert table.loc[sorted(ours), "status"].isin(["compared", "ours only"]).all(), table["status"].to_dict()
+    assert (table.loc[sorted(ours), "runs_costed"].str.split("/").map(lambda x: x[0] == x[1])).all()
+    if name == "llamaturk":  # c (03) -> c-i (05) -> c-i-t (06) with base and t; v with and without trained rows
+        chain = pd.read_csv(out / "tables" / "task_tuning_tr.csv")
+        assert set(chain["stage"]) == {"base", "t", "c-i-t"} and set(chain["model"]) == {"tiny-random"}
+        assert chain.loc[chain["stage"] == "c-i-t", "from"].str.startswith("05_instruction_tuning-").all()
+        executed = list((home / "runs" / "06_task_tuning").glob("*/06_task_tuning.ipynb"))
+        assert len(executed) == 3 and all(png_outputs(path) >= 1 for path in executed)
+    else:  # the new vocabulary packs more text; each propagated checkpoint says how it was made
+        chain = pd.read_csv(out / "tables" / "lep_ru.csv")
+        cpt = chain[(chain["metric"] == "chars_per_token") & (chain["language"] == "ru")
+                    & (chain["source"] == "all")].set_index("model")["value"]
+        assert (cpt.drop("T") > cpt["T"]).all(), cpt
+        runs = sorted((home / "runs" / "07_lep_propagate").glob("07_lep_propagate-*"))
+        assert len(runs) == 2
+        for run in runs:
+            provenance = json.loads((run / "model" / "provenance.json").read_text())
+            assert provenance["report"]["mode"] == "conversion"
+            assert json.loads((run / "model" / "config.json").read_text())["vocab_size"] > 49152
+        assert (out / "figures" / "lep_ru.png").is_file() and (out / "figures" / "lep_tokenizers_paper.png").is_file()
+    snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = cli(home, "reproduce", name, "--profile", "tiny", "--quiet", "--results-dir", str(out))
+    assert again.returncode == 0 and "running in" not in again.stdout, again.stderr[-3000:]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot

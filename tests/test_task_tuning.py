@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import yaml
-from helpers import png_outputs
 
 from lib import params as P
 from lib import runs, stages
@@ -175,24 +174,6 @@ def test_classifier_route_rows_say_which_loss(tiny_pl, tmp_path):
 
     with pytest.raises(ModelSpecError, match="sequence classifier"):
         load_model(str(tmp_path))  # the classifier's run directory is not a language model
-
-
-@pytest.mark.slow
-def test_llamaturk_chain_runs_end_to_end_from_one_sweep_file(isolated_home, tmp_path):
-    """c (03_lapt) -> c-i (05) -> c-i-t (06), with base and t, on the tiny profile."""
-    from lib.paths import PARAMS_DIR
-    from lib.sweep import run_sweep
-
-    table = run_sweep(PARAMS_DIR / "sweeps" / "llamaturk_tr.yaml", profile="tiny", results_dir=tmp_path,
-                      log=lambda *a: None)
-    assert set(table["stage"]) == {"base", "t", "c-i-t"}
-    assert set(table["model"]) == {"tiny-random"}
-    cit = table[table["stage"] == "c-i-t"]
-    assert cit["from"].str.startswith("05_instruction_tuning-").all()  # tuned from the c-i run
-    assert (tmp_path / "tables" / "task_tuning_tr.csv").is_file()
-    assert (tmp_path / "figures" / "task_tuning_tr.png").is_file()
-    executed = list((isolated_home / "runs" / "06_task_tuning").glob("*/06_task_tuning.ipynb"))
-    assert len(executed) == 3 and all(png_outputs(path) >= 1 for path in executed)
 
 
 # A valid value other than the default for every field some route does not read.

@@ -61,17 +61,38 @@ steps:
 
 
 @pytest.mark.slow
-def test_a_tiny_run_chains_into_embeddings_only_lapt(isolated_home, tmp_path):
-    table, vocab_run, _ = _vocab_then_lapt(tmp_path, "mode: embeddings")
+def test_a_tiny_run_chains_into_lapt_of_the_new_rows_alone(isolated_home, tmp_path):
+    """04 (extension) then 03 in mode new_tokens: only the rows of the appended tokens train; every old
+    row and every other weight of the merged checkpoint is the 04 model's, bit for bit (embeddings-only
+    LAPT of a 04 run runs in `reproduce lep --profile tiny`, tests/test_reproduce.py)."""
+    import torch
+    from safetensors.torch import load_file
+
+    table, vocab_run, lapt_run = _vocab_then_lapt(tmp_path, "mode: new_tokens")
     metrics = json.loads((vocab_run / "metrics.json").read_text())
     values = {(r["tokenizer"], r["language"], r["split"], r["metric"]): r["value"] for r in metrics["rows"]}
     ru_test = [values[(t, "ru", "test", "chars_per_token")] for t in ("original", "extension")]
     assert ru_test[1] > ru_test[0]
     assert values[("extension", "en", "test", "round_trip_rate")] == 1.0
-    config = json.loads((vocab_run / "model" / "config.json").read_text())
-    assert config["vocab_size"] > 49152  # SmolLM2's tokenizer, extended
+    n_old = json.loads((vocab_run / "model" / "provenance.json").read_text())["old_vocab"]
+    before = load_file(vocab_run / "model" / "model.safetensors")
+    after = load_file(lapt_run / "model" / "model.safetensors")
+    assert before.keys() == after.keys()
+    (embedding,) = [k for k in before if k.endswith("embed_tokens.weight")]
+    assert before[embedding].shape[0] > n_old == 49152  # SmolLM2's tokenizer, extended
+    assert torch.equal(before[embedding][:n_old], after[embedding][:n_old])
+    assert not torch.equal(before[embedding][n_old:], after[embedding][n_old:])
+    assert all(torch.equal(before[k], after[k]) for k in before if k != embedding)
     lapt_rows = table[(table["metric"] == "bits_per_char") & (table["split"] == "test")]
-    assert set(lapt_rows["stage"]) == {"before", "after"} and (lapt_rows["mode"] == "embeddings").all()
+    assert set(lapt_rows["stage"]) == {"before", "after"} and (lapt_rows["mode"] == "new_tokens").all()
+
+
+def test_new_tokens_mode_needs_a_model_whose_vocabulary_04_changed():
+    from lib.models import load_tokenizer
+    from lib.stages import lapt
+
+    with pytest.raises(P.ParamsError, match="must be a 04_vocab_adapt run"):
+        lapt.added_token_ids("tiny-random", load_tokenizer("tiny-random"))
 
 
 @pytest.mark.slow
@@ -119,3 +140,8 @@ def test_a_lora_adapter_trained_after_a_vocabulary_change_reloads_onto_its_base(
     assert old_base.config.vocab_size < base.config.vocab_size
     with pytest.raises(RuntimeError, match="size mismatch"):
         PeftModel.from_pretrained(old_base, str(lapt_run / "adapter"))
+
+
+def test_new_tokens_mode_refuses_weight_decay_which_would_move_the_frozen_rows():
+    with pytest.raises(P.ParamsError, match="weight_decay must be 0 with mode new_tokens"):
+        stages.resolve("03_lapt", overrides={"mode": "new_tokens", "weight_decay": 0.1})

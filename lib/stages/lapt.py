@@ -41,7 +41,7 @@ class LaptParams:
     model: str = "smollm2-135m-instruct"  # registry name, run directory, local checkpoint or hub id
     language: str = "pl"  # the corpus language to adapt to: pl, tr, ru or en
     corpus_tag: str = "default"  # which build of the corpus (01_prepare_data's corpus_tag)
-    mode: str = "lora"  # lora, qlora (CUDA only), lora_embeddings, embeddings or full
+    mode: str = "lora"  # lora, qlora (CUDA only), lora_embeddings, embeddings, new_tokens (a 04 run's new rows) or full
     lora_r: int | None = None  # LoRA rank; None = 32 in LoRA modes, and must stay None in others
     lora_alpha: int | None = None  # LoRA scale is alpha / r; None = 16
     lora_dropout: float | None = None  # dropout on the LoRA input; None = 0.05
@@ -87,6 +87,9 @@ class LaptParams:
         check_lora_fields(self)
         if self.mode == "qlora" and self.device == "cpu":
             raise ParamsError("mode qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); on a CPU use mode lora")
+        if self.mode == "new_tokens" and self.weight_decay:
+            raise ParamsError("weight_decay must be 0 with mode new_tokens: AdamW's decay would move the frozen "
+                              f"rows too (got {self.weight_decay})")
         if self.block_size < 2:
             raise ParamsError(f"block_size must be at least 2 tokens, got {self.block_size}")
         for key in ("eval_max_length", "eval_stride", "eval_batch_size"):
@@ -177,6 +180,7 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     precision = M.resolve_precision(params.precision, device)
     check_context(params.model, block_size=params.block_size, eval_max_length=params.eval_max_length)
     tokenizer = load_tokenizer(params.model)
+    new_rows = added_token_ids(params.model, tokenizer) if params.mode == "new_tokens" else None
 
     texts, ids = split_documents(params.language, params.corpus_tag, "train")
     sequences, stats = D.training_sequences(tokenizer, texts, ids, max_tokens=params.max_train_tokens,
@@ -192,7 +196,8 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
                          english_general_max_chars=params.english_general_max_chars)
 
     trainable = M.load_trainable(params.model, params.mode, lora=params.lora_settings(), device=device,
-                                 precision=precision, gradient_checkpointing=params.gradient_checkpointing)
+                                 precision=precision, gradient_checkpointing=params.gradient_checkpointing,
+                                 token_indices=new_rows)
     check_compatible(trainable.model, tokenizer, params.model)
     world = PartialState().num_processes
     steps = planned_steps(stats.n_tokens, params.block_size, params.batch_size, params.grad_accum, world,
@@ -209,6 +214,22 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
         f"({stats.n_docs} documents), ~{steps} steps of {setup.summary()['tokens_per_step']} tokens, "
         f"{device}/{precision}")
     return setup
+
+
+def added_token_ids(model: str, tokenizer) -> list[int]:
+    """The rows mode new_tokens trains: the tokens of ``model``'s vocabulary that its 04_vocab_adapt run
+    added to the base's (by token string, so a replaced vocabulary's shared tokens stay frozen too)."""
+    from lib.models import load_tokenizer
+    from lib.vocab import new_token_ids, vocabulary_provenance
+
+    base = vocabulary_provenance(model).get("base_model")
+    if not base:
+        raise ParamsError(f"mode new_tokens trains the rows a vocabulary change added, so model must be a "
+                          f"04_vocab_adapt run (or a run trained from one); {model!r} is not")
+    ids = sorted(new_token_ids(tokenizer, load_tokenizer(base)))
+    if not ids:
+        raise ParamsError(f"mode new_tokens: {model!r} has no token that its base {base!r} lacks")
+    return ids
 
 
 def score_before(setup: LaptSetup, log=print) -> list[dict[str, Any]]:

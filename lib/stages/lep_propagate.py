@@ -210,7 +210,9 @@ def prepare(params: LepPropagateParams, run_dir: str | Path, log=print) -> LepSe
     models, tokenizers = {}, {}
     for name in ("base", "instruct", "donor"):
         models[name], tokenizers[name] = load_model_and_tokenizer(getattr(params, name), dtype="float32")
-    provenance = donor_provenance(params.donor)
+    from lib.vocab.checkpoint import vocabulary_provenance
+
+    provenance = vocabulary_provenance(params.donor)
     check_compatible(models["base"], models["instruct"], models["donor"])
     kind = check_tokenizers(tokenizers["base"], tokenizers["donor"], tokenizers["instruct"], provenance or None)
     if params.calibrate:
@@ -234,27 +236,6 @@ def _check_calibration(params: LepPropagateParams, device: str) -> str:
     check_chat_template(load_tokenizer(params.instruct), params.instruct)
     check_context(params.instruct, max_length=params.max_length)
     return resolve_precision(params.precision, device)
-
-
-def donor_provenance(spec: str) -> dict[str, Any]:
-    """The provenance that 04 wrote for the donor's vocabulary: in the donor's own checkpoint, or
-    in the run it was trained from (03 in embeddings mode names the 04 run as its model)."""
-    import yaml
-
-    for _ in range(8):  # chains are short
-        path = Path(spec)
-        record = path / "model" / "provenance.json"
-        if record.is_file():
-            data = json.loads(record.read_text())
-            if data.get("stage") == "04_vocab_adapt":
-                return data
-        params_file = path / "params.yaml"
-        if not params_file.is_file():
-            return {}
-        spec = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}).get("model", "")
-        if not spec:
-            return {}
-    return {}
 
 
 def propagated_dir(setup: LepSetup) -> Path:
@@ -645,5 +626,16 @@ def lep_ru_figure(results_dir: Path) -> Path:
     return save(plot_lep_chain(table, title=title), results_dir, "lep_ru")
 
 
+def lep_new_rows_ru_figure(results_dir: Path) -> Path:
+    """A donor whose old rows stayed frozen (03 mode new_tokens) propagated into the chain's T
+    (results/tables/lep_new_rows_ru.csv, params/sweeps/lep_new_rows_ru.yaml)."""
+    from lib.plotting import read_table, save
+
+    table = read_table(results_dir, "lep_new_rows_ru.csv")
+    title = "LEP on ru with a donor that trained only the new tokens' rows"
+    return save(plot_lep_chain(table, title=title), results_dir, "lep_new_rows_ru")
+
+
 # The benchmark and copy-task rows come from 08_evaluate runs of this stage's models.
-FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure, "lep_ru": lep_ru_figure}
+FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure, "lep_ru": lep_ru_figure,
+           "lep_new_rows_ru": lep_new_rows_ru_figure}

@@ -16,7 +16,7 @@ from typing import Any
 
 from lib.training import TrainingSetupError
 
-MODES = ("lora", "qlora", "lora_embeddings", "embeddings", "full")  # 03_lapt
+MODES = ("lora", "qlora", "lora_embeddings", "embeddings", "new_tokens", "full")  # 03_lapt
 LORA_MODES = ("lora", "qlora", "lora_embeddings")
 TUNING_MODES = ("lora", "full")  # the SFT stages and the classifier
 
@@ -104,8 +104,15 @@ def check_target_modules(model, targets: list[str]) -> None:
 
 
 def load_trainable(model_spec: str, mode: str, *, lora: dict[str, Any] | None, device: str,
-                   precision: str, gradient_checkpointing: bool = False) -> TrainableModel:
+                   precision: str, gradient_checkpointing: bool = False,
+                   token_indices: list[int] | None = None) -> TrainableModel:
     """Load ``model_spec`` and make the weights of ``mode`` trainable.
+
+    ``new_tokens`` trains only the rows ``token_indices`` of the input embeddings and the output
+    head: embeddings-only training whose gradient is zero on every other row, so with AdamW and no
+    weight decay those rows keep their values bit for bit and what the model knew of the old
+    vocabulary (English) cannot move. (PEFT's TrainableTokens would be the library route, but TRL's
+    SFTTrainer refuses any adapter on a tied output head.)
 
     The base stays in float32 (master weights for mixed precision) except where
     it is frozen on a GPU: LoRA modes load it in bfloat16, QLoRA in 4-bit NF4.
@@ -158,17 +165,39 @@ def load_trainable(model_spec: str, mode: str, *, lora: dict[str, Any] | None, d
         # With tied embeddings the trained copy of embed_tokens must stay the output head too.
         result.peft_config = lora_config(settings, task_type="CAUSAL_LM", modules_to_save=to_save,
                                          ensure_weight_tying=bool(to_save) and tied)
-    elif mode == "embeddings":
+    elif mode in ("embeddings", "new_tokens"):
         for param in model.parameters():
             param.requires_grad_(False)
-        model.get_input_embeddings().weight.requires_grad_(True)
-        model.get_output_embeddings().weight.requires_grad_(True)  # the same tensor when tied
-        result.notes.append("input embeddings and output head only"
-                            + (" (tied: one shared matrix)" if tied else ""))
+        weights = [model.get_input_embeddings().weight]
+        if not tied:
+            weights.append(model.get_output_embeddings().weight)
+        for weight in weights:
+            weight.requires_grad_(True)
+        what = "input embeddings and output head only"
+        if mode == "new_tokens":
+            for weight in weights:
+                _train_rows_only(weight, token_indices)
+            what = f"only the {len(token_indices):,} new tokens' rows of the input embeddings and output head"
+        result.notes.append(what + (" (tied: one shared matrix)" if tied else ""))
     else:  # full
         for param in model.parameters():
             param.requires_grad_(True)
     return result
+
+
+def _train_rows_only(weight, rows: list[int] | None) -> None:
+    """Zero the gradient of every row of ``weight`` but ``rows`` (a tied matrix gets one hook, on its
+    summed gradient)."""
+    import torch
+
+    if not rows:
+        raise TrainingSetupError("mode new_tokens needs the ids of the rows to train (the tokens a vocabulary "
+                                 "change added); none were given")
+    if max(rows) >= weight.shape[0] or min(rows) < 0:
+        raise TrainingSetupError(f"token ids {min(rows)}..{max(rows)} do not fit the {weight.shape[0]} embedding rows")
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[torch.tensor(sorted(rows), device=weight.device)] = 1
+    weight.register_hook(lambda grad: grad * mask.to(grad.dtype))
 
 
 def parameter_counts(model) -> dict[str, Any]:

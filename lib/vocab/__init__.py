@@ -9,7 +9,7 @@ Below every stage: imports no stage module. See each module for the why.
 """
 
 from lib.vocab.backend import VocabError, tokenizer_kind
-from lib.vocab.checkpoint import load_provenance, save_checkpoint, save_tokenizer
+from lib.vocab.checkpoint import load_provenance, save_checkpoint, save_tokenizer, vocabulary_provenance
 from lib.vocab.init import INITS, SubtokenMap, adapt_model, subtoken_map, subtoken_mean
 from lib.vocab.measures import new_token_ids, tokenizer_measures
 from lib.vocab.paper_tokenizers import (
@@ -25,5 +25,5 @@ __all__ = [
     "INITS", "PAPER_TOKENIZERS", "STRATEGIES", "SubtokenMap", "VocabError", "adapt_model", "build_tokenizer",
     "known_paper_tokenizers", "load_provenance", "new_token_ids", "paper_tokenizer", "save_checkpoint",
     "require_model", "save_tokenizer", "source_tokenizer", "strategy", "strategy_params", "subtoken_map",
-    "subtoken_mean", "tokenizer_kind", "tokenizer_measures",
+    "subtoken_mean", "tokenizer_kind", "tokenizer_measures", "vocabulary_provenance",
 ]

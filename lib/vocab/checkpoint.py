@@ -37,6 +37,27 @@ def load_provenance(path: str | Path) -> dict[str, Any]:
     return json.loads((Path(path) / PROVENANCE).read_text())
 
 
+def vocabulary_provenance(spec: str) -> dict[str, Any]:
+    """What 04_vocab_adapt recorded of a model's vocabulary change, or {} where none was made: in
+    the run's own checkpoint, or in the run it was trained from (03 names the 04 run as its model)."""
+    import yaml
+
+    for _ in range(8):  # chains are short
+        path = Path(spec)
+        record = path / "model" / PROVENANCE
+        if record.is_file():
+            data = json.loads(record.read_text())
+            if data.get("stage") == "04_vocab_adapt":
+                return data
+        params_file = path / "params.yaml"
+        if not params_file.is_file():
+            return {}
+        spec = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}).get("model", "")
+        if not spec:
+            return {}
+    return {}
+
+
 def _write(dest: Path, save, provenance: dict[str, Any]) -> Path:
     dest = dest.expanduser().resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
