@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from lib.launchers import Launch
 
 SWEEP_KEYS = {"name", "table", "figures", "steps", "description", "profile"}
-STEP_KEYS = {"id", "notebook", "params", "grid", "collect", "label"}
+STEP_KEYS = {"id", "notebook", "params", "profiles", "grid", "collect", "label"}
 REFERENCE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
 LEADING_COLUMNS = ["model", "language", "task", "split", "source", "stage", "n_shot", "metric", "value"]
 
@@ -87,6 +87,20 @@ class Sweep:
     def as_committed(self) -> bool:
         """Whether these runs are the ones the committed table holds (its profile, no overrides)."""
         return self.profile == self.made_for and not self.overrides
+
+
+def _profile_params(spec: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A step's ``profiles``: parameters that apply over its ``params`` only under one profile (a
+    tiny corpus cannot offer what the full one does), so the other profiles' runs keep their ids."""
+    if spec is None:
+        return {}
+    known = stages.known_profiles()
+    if not isinstance(spec, dict) or not all(isinstance(v, dict) for v in spec.values()):
+        raise SweepError(f"{where}: profiles must map a profile name to parameters, e.g. {{tiny: {{n_tokens: 200}}}}")
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise SweepError(f"{where}: profiles names unknown profile(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return {name: dict(values) for name, values in spec.items()}
 
 
 def load_sweep(path: str | Path, *, profile: str | None = None,
@@ -131,6 +145,7 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         label = step.get("label", "")
         if not isinstance(label, str):
             raise SweepError(f"{where}: label must be a string, got {label!r}")
+        by_profile = _profile_params(step.get("profiles"), where)
         grid = step.get("grid") or {}
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -138,7 +153,8 @@ def load_sweep(path: str | Path, *, profile: str | None = None,
         keys = list(grid)
         for combo in itertools.product(*(grid[k] for k in keys)):
             varying = dict(zip(keys, combo))
-            values = dict(step.get("params") or {}) | varying | _applicable(stage, overrides)
+            values = (dict(step.get("params") or {}) | by_profile.get(profile, {}) | varying
+                      | _applicable(stage, overrides))
             values = {k: _dereference(v, step_runs, where) for k, v in values.items()}
             try:
                 resolved = stages.resolve(stage, profile=profile, overrides=values)

@@ -143,12 +143,38 @@ steps:
 
 @pytest.mark.slow
 def test_a_tiny_sweep_leaves_the_committed_results_as_they_are(home):
+    """The baseline demo sweep with the tiny profile through the command line (also the papermill smoke
+    run of 02): its table and figure go beside the runs, each run is recorded with its plots, and a
+    second start skips every run and writes the same bytes."""
+    import pandas as pd
+    from helpers import png_outputs
+
+    from lib import runs
+
     before = results_snapshot()
-    done = cli(home, "sweep", "params/sweeps/baseline.yaml", "--profile", "tiny", "-p", "max_chars=2500")
+    command = ["sweep", "params/sweeps/baseline.yaml", "--profile", "tiny", "-p", "max_chars=2500"]
+    done = cli(home, *command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert results_snapshot() == before
     written = list((home / "runs" / "sweeps").glob("baseline-*/tables/baseline.csv"))
     assert len(written) == 1 and str(written[0].parent.parent) in done.stdout
+    table = pd.read_csv(written[0])
+    assert set(table.language) == {"pl", "tr", "ru"} and set(table.model) == {"tiny-random"}
+    assert {"bits_per_char", "bits_per_byte", "perplexity", "chars_per_token"} <= set(table.metric)
+    assert "all" in set(table.source) and len(set(table.source)) > 2  # the whole and per source
+    # A random model spreads its guesses over the whole 49,152-token vocabulary:
+    # about log2(49152) = 15.6 bits per token, whatever the language.
+    wide = table[table.source == "all"].pivot_table(index="language", columns="metric", values="value")
+    assert (wide.bits_per_char * wide.chars_per_token).between(14.5, 17).all()
+    for run in table.run_id.unique():
+        record = runs.load_record(home / "runs" / "02_baseline_eval" / run)
+        assert record["status"] == "complete" and record["wall_seconds"] > 0
+        assert png_outputs(home / "runs" / "02_baseline_eval" / run / "02_baseline_eval.ipynb") >= 1
+    outputs = sorted(written[0].parent.parent.rglob("*.*"))
+    first = {p: p.read_bytes() for p in outputs}
+    again = cli(home, *command)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 6, again.stdout[-2000:]
+    assert {p: p.read_bytes() for p in outputs} == first
 
 
 # ---------------------------------------------------------------- kill, Ctrl-C, two starts

@@ -1,19 +1,16 @@
-"""Notebooks: one parameters cell in step with lib/params.py, no outputs, and
-a papermill smoke run of the whole baseline demo with the tiny profile."""
+"""Notebooks: one parameters cell in step with lib/params.py, and no outputs (the papermill smoke run
+of the baseline demo with the tiny profile is tests/test_cli_safety.py's tiny sweep)."""
 
 from __future__ import annotations
 
 import ast
 
 import nbformat
-import pandas as pd
 import pytest
-from helpers import png_outputs
 
 from lib import params as P
 from lib import runs, stages
-from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
-from lib.sweep import run_sweep
+from lib.paths import NOTEBOOKS_DIR
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -50,34 +47,3 @@ def test_committed_without_outputs_and_with_our_kernel(path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None
-
-
-@pytest.mark.slow
-def test_tiny_demo_sweep_end_to_end_and_resumable(isolated_home, tmp_path):
-    log: list[str] = []
-    table = run_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny", results_dir=tmp_path,
-                      log=log.append)
-    assert set(table.language) == {"pl", "tr", "ru"}
-    assert set(table.model) == {"tiny-random"}
-    assert {"bits_per_char", "bits_per_byte", "perplexity", "chars_per_token"} <= set(table.metric)
-    assert set(table.columns) >= {"model", "language", "split", "metric", "value", "run_id"}
-    # A random model spreads its guesses over the whole 49,152-token vocabulary:
-    # about log2(49152) = 15.6 bits per token, whatever the language.
-    assert "all" in set(table.source) and len(set(table.source)) > 2  # the whole and per source
-    wide = table[table.source == "all"].pivot_table(index="language", columns="metric", values="value")
-    bits_per_token = wide.bits_per_char * wide.chars_per_token
-    assert bits_per_token.between(14.5, 17).all(), bits_per_token
-    csv = tmp_path / "tables" / "baseline.csv"
-    figure = tmp_path / "figures" / "baseline_bpc.png"
-    assert pd.read_csv(csv).shape == table.shape
-    first_csv, first_png = csv.read_bytes(), figure.read_bytes()
-
-    for run in table.run_id.unique():
-        record = runs.load_record(isolated_home / "runs" / "02_baseline_eval" / run)
-        assert record["status"] == "complete" and record["wall_seconds"] > 0
-        assert png_outputs(isolated_home / "runs" / "02_baseline_eval" / run / "02_baseline_eval.ipynb") >= 1
-
-    log.clear()
-    run_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny", results_dir=tmp_path, log=log.append)
-    assert sum("skipped" in line for line in log) == 6
-    assert csv.read_bytes() == first_csv and figure.read_bytes() == first_png

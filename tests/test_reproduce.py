@@ -266,10 +266,11 @@ def test_llamaturk_and_lep_end_to_end_with_the_tiny_profile(name, shared_cache, 
         assert (cpt.drop("T") > cpt["T"]).all(), cpt
         runs = sorted((home / "runs" / "07_lep_propagate").glob("07_lep_propagate-*"))
         assert len(runs) == 2
-        for run in runs:
-            provenance = json.loads((run / "model" / "provenance.json").read_text())
-            assert provenance["report"]["mode"] == "conversion"
+        for run in runs:  # the calibrated run keeps its propagated model beside the calibrated one
+            model = run / ("propagated" if (run / "propagated").is_dir() else "model")
+            assert json.loads((model / "provenance.json").read_text())["report"]["mode"] == "conversion"
             assert json.loads((run / "model" / "config.json").read_text())["vocab_size"] > 49152
+        assert sum((run / "propagated").is_dir() for run in runs) == 1
         assert (out / "figures" / "lep_ru.png").is_file() and (out / "figures" / "lep_tokenizers_paper.png").is_file()
     snapshot = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     again = cli(home, "reproduce", name, "--profile", "tiny", "--quiet", "--results-dir", str(out))

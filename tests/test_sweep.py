@@ -22,6 +22,15 @@ def test_demo_sweep_expands_into_six_distinct_runs():
     assert plan.table == "baseline.csv" and plan.figures == ["baseline_bpc"]
 
 
+def test_a_steps_profile_parameters_apply_under_that_profile_alone(tmp_path):
+    steps = "steps:\n  - notebook: 01_prepare_data\n  - notebook: 02_baseline_eval\n    params: {max_chars: 4000}\n"
+    path = write(tmp_path, steps + "    profiles: {tiny: {max_chars: 500}}\n")
+    plain, tiny = S.load_sweep(path), S.load_sweep(path, profile="tiny")
+    assert plain.runs[1].params.max_chars == 4000 and tiny.runs[1].params.max_chars == 500
+    assert S.load_sweep(path, profile="tiny", overrides={"max_chars": 7}).runs[1].params.max_chars == 7  # -p wins
+    assert plain.runs[1].run_dir == S.load_sweep(write(tmp_path, steps)).runs[1].run_dir  # other profiles: same ids
+
+
 def test_profile_and_overrides_reach_every_applicable_step():
     plan = S.load_sweep(PARAMS_DIR / "sweeps" / "baseline.yaml", profile="tiny",
                         overrides={"seed": 7, "corpus_tag": "seed-7"})  # no corpus of that tag exists yet
@@ -51,6 +60,8 @@ steps:
         ("steps:\n  - notebook: 02_baseline_eval\n    grid: {language: pl}", "non-empty list"),
         ("steps:\n  - notebook: 02_baseline_eval\n    params: {modelz: [a]}", "unknown parameter.*modelz"),
         ("steps:\n  - notebook: 02_baseline_eval\n    repeat: 3", "unknown key.*repeat"),
+        ("steps:\n  - notebook: 02_baseline_eval\n    profiles: {huge: {max_chars: 5}}", "unknown profile.*huge"),
+        ("steps:\n  - notebook: 02_baseline_eval\n    profiles: {tiny: 5}", "profiles must map"),
         ("steps:\n  - notebook: 07_nothing", "unknown notebook"),
     ],
 )
