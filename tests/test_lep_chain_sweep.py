@@ -291,3 +291,22 @@ def test_reproduce_leps_default_grid_is_a_part_of_the_whole_chain(tmp_path):
     (tmp_path / "tables").mkdir()
     chain_table().to_csv(tmp_path / "tables" / "lep_ru.csv", index=False)
     assert figures.make("lep_ru", tmp_path) == tmp_path / "figures" / "lep_ru.png"
+
+
+def test_the_new_rows_donor_sweep_reuses_the_chains_vocabulary_and_t(tmp_path):
+    """lep_new_rows_ru.yaml: the chain's 04 extension and T, a donor that trains only the new rows."""
+    from lib.sweep import load_sweep
+
+    sweep = load_sweep(PARAMS_DIR / "sweeps" / "lep_new_rows_ru.yaml")
+    by_stage: dict[str, list] = {}
+    for run in sweep.runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    chain = plan()[1]
+    extension = [r for r in chain["04_vocab_adapt"] if r.params.strategy == "extension"]
+    assert [r.run_dir for r in by_stage["04_vocab_adapt"]] == [r.run_dir for r in extension]
+    assert by_stage["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
+    (donor,) = by_stage["03_lapt"]
+    assert donor.params.mode == "new_tokens" and donor.params.weight_decay == 0
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_new_rows_ru.csv", index=False)
+    assert figures.make("lep_new_rows_ru", tmp_path) == tmp_path / "figures" / "lep_new_rows_ru.png"
