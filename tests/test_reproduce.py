@@ -57,18 +57,21 @@ def test_lep_figures_are_the_numbers_the_tokenizer_figure_reads():
             assert figures[f"chars_per_token_{short}_{strategy}"] == value
 
 
-def test_a_figure_without_a_source_or_with_an_unknown_key_is_rejected(tmp_path, monkeypatch):
-    good = (R.PAPERS_DIR / "curie.yaml").read_text()
+@pytest.mark.parametrize(("paper", "old", "new", "message"), [
+    ("curie", '    source: "summary: Key Outcomes"\n', "", "'source' is missing"),
+    ("curie", "    unit: tokens\n", "    unit: tokens\n    valeu: 3\n", "valeu"),
+    ("curie", "sweep: task_tuning_pl,", "sweep: lapt_cpu,", "one of the paper's sweeps"),
+    ("lep", "larger: {lep_tokenizers_paper:", "larger: {lep_tokenizer:", "larger names 'lep_tokenizer'"),
+    ("lep", "lep_ru: lep_chain_ru}", "lep_ru: lep_chain_xx}", "larger sweep 'lep_chain_xx' is not a file"),
+])
+def test_a_paper_file_with_a_missing_source_an_unknown_key_or_a_bad_sweep_is_rejected(
+        paper, old, new, message, tmp_path, monkeypatch):
+    good = (R.PAPERS_DIR / f"{paper}.yaml").read_text()
+    assert old in good
     monkeypatch.setattr(R, "PAPERS_DIR", tmp_path)
-    (tmp_path / "curie.yaml").write_text(good.replace('    source: "summary: Key Outcomes"\n', "", 1))
-    with pytest.raises(R.ReproduceError, match="'source' is missing"):
-        R.load_paper("curie")
-    (tmp_path / "curie.yaml").write_text(good.replace("    unit: tokens\n", "    unit: tokens\n    valeu: 3\n"))
-    with pytest.raises(R.ReproduceError, match="valeu"):
-        R.load_paper("curie")
-    (tmp_path / "curie.yaml").write_text(good.replace("sweep: task_tuning_pl,", "sweep: lapt_cpu,", 1))
-    with pytest.raises(R.ReproduceError, match="one of the paper's sweeps"):
-        R.load_paper("curie")
+    (tmp_path / f"{paper}.yaml").write_text(good.replace(old, new, 1))
+    with pytest.raises(R.ReproduceError, match=message):
+        R.load_paper(paper)
 
 
 @pytest.mark.parametrize("name", R.PAPERS)
@@ -131,17 +134,6 @@ def test_the_lep_chain_figures_on_a_table_shaped_as_the_chains(profile, table, t
         assert table.loc[figure, "sweep"] == list(sweeps)[1]
     assert table.loc["multiturn_lep", "our_rows"] == 2
     assert table.loc["chars_per_token_llama3_bpe", "sweep"] == list(sweeps)[0]
-
-
-def test_a_larger_sweep_must_replace_one_of_the_papers_sweeps_and_exist(tmp_path, monkeypatch):
-    good = (R.PAPERS_DIR / "lep.yaml").read_text()
-    monkeypatch.setattr(R, "PAPERS_DIR", tmp_path)
-    (tmp_path / "lep.yaml").write_text(good.replace("larger: {lep_tokenizers_paper:", "larger: {lep_tokenizer:", 1))
-    with pytest.raises(R.ReproduceError, match="larger names 'lep_tokenizer'"):
-        R.load_paper("lep")
-    (tmp_path / "lep.yaml").write_text(good.replace("lep_ru: lep_chain_ru}", "lep_ru: lep_chain_xx}", 1))
-    with pytest.raises(R.ReproduceError, match="larger sweep 'lep_chain_xx' is not a file"):
-        R.load_paper("lep")
 
 
 def _results_copy(tmp_path: Path, tables: list[str]) -> Path:
