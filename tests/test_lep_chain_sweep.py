@@ -294,7 +294,8 @@ def test_reproduce_leps_default_grid_is_a_part_of_the_whole_chain(tmp_path):
 
 
 def test_the_new_rows_donor_sweep_reuses_the_chains_vocabulary_and_t(tmp_path):
-    """lep_new_rows_ru.yaml: the chain's 04 extension and T, a donor that trains only the new rows."""
+    """lep_new_rows_ru.yaml: the chain's 04 extension and T, donors that train only the new rows (250k and 1M
+    tokens), and calibration of the larger one."""
     from lib.sweep import load_sweep
 
     sweep = load_sweep(PARAMS_DIR / "sweeps" / "lep_new_rows_ru.yaml")
@@ -305,8 +306,14 @@ def test_the_new_rows_donor_sweep_reuses_the_chains_vocabulary_and_t(tmp_path):
     extension = [r for r in chain["04_vocab_adapt"] if r.params.strategy == "extension"]
     assert [r.run_dir for r in by_stage["04_vocab_adapt"]] == [r.run_dir for r in extension]
     assert by_stage["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
-    (donor,) = by_stage["03_lapt"]
-    assert donor.params.mode == "new_tokens" and donor.params.weight_decay == 0
+    donors = by_stage["03_lapt"]
+    assert [d.params.max_train_tokens for d in donors] == [250_000, 1_000_000]
+    assert all(d.params.mode == "new_tokens" and d.params.weight_decay == 0 for d in donors)
+    # the two donors differ in their size alone
+    assert {k: v for k, v in vars(donors[0].params).items() if k not in ("max_train_tokens", "run_dir")} == \
+        {k: v for k, v in vars(donors[1].params).items() if k not in ("max_train_tokens", "run_dir")}
+    calibrated = [r for r in by_stage["07_lep_propagate"] if r.params.calibrate]
+    assert [r.params.donor for r in calibrated] == [str(donors[1].run_dir)]
     (tmp_path / "tables").mkdir()
     chain_table().to_csv(tmp_path / "tables" / "lep_new_rows_ru.csv", index=False)
     assert figures.make("lep_new_rows_ru", tmp_path) == tmp_path / "figures" / "lep_new_rows_ru.png"
