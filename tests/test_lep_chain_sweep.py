@@ -293,27 +293,29 @@ def test_reproduce_leps_default_grid_is_a_part_of_the_whole_chain(tmp_path):
     assert figures.make("lep_ru", tmp_path) == tmp_path / "figures" / "lep_ru.png"
 
 
-def test_the_new_rows_donor_sweep_reuses_the_chains_vocabulary_and_t(tmp_path):
-    """lep_new_rows_ru.yaml: the chain's 04 extension and T, donors that train only the new rows (250k and 1M
-    tokens), and calibration of the larger one."""
+def test_the_new_rows_donor_sweeps_reuse_the_chains_vocabulary_and_t(tmp_path):
+    """lep_new_rows_ru.yaml and lep_new_rows_1m_ru.yaml: the chain's 04 extension and T, and donors that
+    train only the new rows, which differ in their size alone; the smaller one's sweep also calibrates."""
     from lib.sweep import load_sweep
 
-    sweep = load_sweep(PARAMS_DIR / "sweeps" / "lep_new_rows_ru.yaml")
-    by_stage: dict[str, list] = {}
-    for run in sweep.runs:
-        by_stage.setdefault(run.stage, []).append(run)
     chain = plan()[1]
     extension = [r for r in chain["04_vocab_adapt"] if r.params.strategy == "extension"]
-    assert [r.run_dir for r in by_stage["04_vocab_adapt"]] == [r.run_dir for r in extension]
-    assert by_stage["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
-    donors = by_stage["03_lapt"]
+    donors = []
+    for name in ("lep_new_rows_ru", "lep_new_rows_1m_ru"):
+        by_stage: dict[str, list] = {}
+        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
+            by_stage.setdefault(run.stage, []).append(run)
+        assert [r.run_dir for r in by_stage["04_vocab_adapt"]] == [r.run_dir for r in extension]
+        assert by_stage["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
+        (donor,) = by_stage["03_lapt"]
+        assert donor.params.mode == "new_tokens" and donor.params.weight_decay == 0
+        assert all(r.params.donor == str(donor.run_dir) for r in by_stage["07_lep_propagate"])
+        donors.append(donor)
+        calibrated = [r for r in by_stage["07_lep_propagate"] if r.params.calibrate]
+        assert len(calibrated) == (name == "lep_new_rows_ru")
+        (tmp_path / name / "tables").mkdir(parents=True)
+        chain_table().to_csv(tmp_path / name / "tables" / f"{name}.csv", index=False)
+        assert figures.make(name, tmp_path / name) == tmp_path / name / "figures" / f"{name}.png"
     assert [d.params.max_train_tokens for d in donors] == [250_000, 1_000_000]
-    assert all(d.params.mode == "new_tokens" and d.params.weight_decay == 0 for d in donors)
-    # the two donors differ in their size alone
     assert {k: v for k, v in vars(donors[0].params).items() if k not in ("max_train_tokens", "run_dir")} == \
         {k: v for k, v in vars(donors[1].params).items() if k not in ("max_train_tokens", "run_dir")}
-    calibrated = [r for r in by_stage["07_lep_propagate"] if r.params.calibrate]
-    assert [r.params.donor for r in calibrated] == [str(donors[1].run_dir)]
-    (tmp_path / "tables").mkdir()
-    chain_table().to_csv(tmp_path / "tables" / "lep_new_rows_ru.csv", index=False)
-    assert figures.make("lep_new_rows_ru", tmp_path) == tmp_path / "figures" / "lep_new_rows_ru.png"

@@ -43,6 +43,7 @@ chain on Russian (S, T, donors, every mode, calibration, evaluation) is one swee
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -597,45 +598,24 @@ def chain_summary(table, language: str = "ru"):
     return out.reset_index()
 
 
-def lep_chain_ru_figure(results_dir: Path) -> Path:
-    """The whole LEP chain on Russian, one bar per model (results/tables/lep_chain_ru.csv, written
-    by params/sweeps/lep_chain_ru.yaml)."""
+# Each LEP sweep's figure: one bar per model of its table (results/tables/<name>.csv, written by
+# params/sweeps/<name>.yaml), under this title. The benchmark and copy-task rows come from 08_evaluate
+# runs of this stage's models.
+LEP_FIGURE_TITLES = {
+    "lep_chain_ru": "LEP chain on ru: S, T = S + 05, donors D, propagated (and calibrated) T",
+    "lep_cpu_donor_ru": "LEP on ru with the cpu profile's donor (1M tokens of embeddings-only LAPT)",
+    "lep_ru": "LEP on ru (reproduce lep's default): T, donor D, propagated and calibrated T",
+    "lep_new_rows_ru": "LEP on ru with a donor that trained only the new tokens' rows",
+    "lep_new_rows_1m_ru": "LEP on ru with a donor that trained only the new tokens' rows on 1M tokens",
+}
+
+
+def lep_figure(name: str, results_dir: Path) -> Path:
+    """The figure of the LEP sweep ``name`` (a key of LEP_FIGURE_TITLES), drawn from its table alone."""
     from lib.plotting import read_table, save
 
-    table = read_table(results_dir, "lep_chain_ru.csv")
-    title = "LEP chain on ru: S, T = S + 05, donors D, propagated (and calibrated) T"
-    return save(plot_lep_chain(table, title=title), results_dir, "lep_chain_ru")
+    table = read_table(results_dir, f"{name}.csv")
+    return save(plot_lep_chain(table, title=LEP_FIGURE_TITLES[name]), results_dir, name)
 
 
-def lep_cpu_donor_ru_figure(results_dir: Path) -> Path:
-    """The donor of the cpu profile (a million tokens of embeddings-only LAPT) propagated into the
-    chain's T (results/tables/lep_cpu_donor_ru.csv, written by params/sweeps/lep_cpu_donor_ru.yaml)."""
-    from lib.plotting import read_table, save
-
-    table = read_table(results_dir, "lep_cpu_donor_ru.csv")
-    title = "LEP on ru with the cpu profile's donor (1M tokens of embeddings-only LAPT)"
-    return save(plot_lep_chain(table, title=title), results_dir, "lep_cpu_donor_ru")
-
-
-def lep_ru_figure(results_dir: Path) -> Path:
-    """The chain at the size of ``reproduce lep`` (results/tables/lep_ru.csv, params/sweeps/lep_ru.yaml)."""
-    from lib.plotting import read_table, save
-
-    table = read_table(results_dir, "lep_ru.csv")
-    title = "LEP on ru (reproduce lep's default): T, donor D, propagated and calibrated T"
-    return save(plot_lep_chain(table, title=title), results_dir, "lep_ru")
-
-
-def lep_new_rows_ru_figure(results_dir: Path) -> Path:
-    """A donor whose old rows stayed frozen (03 mode new_tokens) propagated into the chain's T
-    (results/tables/lep_new_rows_ru.csv, params/sweeps/lep_new_rows_ru.yaml)."""
-    from lib.plotting import read_table, save
-
-    table = read_table(results_dir, "lep_new_rows_ru.csv")
-    title = "LEP on ru with a donor that trained only the new tokens' rows"
-    return save(plot_lep_chain(table, title=title), results_dir, "lep_new_rows_ru")
-
-
-# The benchmark and copy-task rows come from 08_evaluate runs of this stage's models.
-FIGURES = {"lep_chain_ru": lep_chain_ru_figure, "lep_cpu_donor_ru": lep_cpu_donor_ru_figure, "lep_ru": lep_ru_figure,
-           "lep_new_rows_ru": lep_new_rows_ru_figure}
+FIGURES = {name: functools.partial(lep_figure, name) for name in LEP_FIGURE_TITLES}
