@@ -53,6 +53,23 @@ def corpora(monkeypatch, isolated_home):
                         lambda language, tag: tiny_corpus(language, empty=tag == "empty"))
 
 
+def tiny_pairs(language: str, n_pairs: int = 40):
+    """Aligned pairs as 01 stores them; an English corpus has none."""
+    from datasets import Dataset, DatasetDict
+
+    rows = [] if language == "en" else [
+        {"id": f"libreoffice:help/{i}", "group": f"help/{i % 7}", "source": "libreoffice", "topic": "swriter",
+         "en": f"{EN[i % len(EN)]} ({i})", "target": f"{PL[i % len(PL)]} ({i})"} for i in range(n_pairs)]
+    columns = ["id", "group", "source", "topic", "en", "target"]
+    empty = Dataset.from_dict({c: [] for c in columns})
+    return DatasetDict({"train": Dataset.from_list(rows) if rows else empty, "validation": empty, "test": empty})
+
+
+@pytest.fixture
+def pairs(monkeypatch, corpora):
+    monkeypatch.setattr("lib.corpus.select.load_pairs", lambda language, tag: tiny_pairs(language))
+
+
 def tiny_params(**overrides):
     return P.build(lapt.LaptParams, TINY | overrides)
 
@@ -84,6 +101,7 @@ def test_defaults_validate_and_lora_defaults_are_curies():
     ({"learning_rate": "1e-3"}, "'learning_rate' must be float"),
     ({"lenguage": "pl"}, "unknown parameter"),
     ({"english_general_max_chars": -1}, "english_general_max_chars must be non-negative"),
+    ({"train_text": "parallel"}, "train_text must be one of"),
 ])
 def test_bad_params_are_named(values, message):
     with pytest.raises(P.ParamsError, match=message):
@@ -175,6 +193,37 @@ def test_training_sequences_respect_character_budget(shared_cache):
     assert both_stats.n_tokens < stats.n_tokens and both == sequences[:len(both)]  # the first limit reached ends
 
 
+def test_pair_documents_hold_both_sides_in_both_orders(pairs):
+    from lib.corpus.select import pair_documents
+
+    texts, ids = pair_documents("pl", "default", "train", seed=1234)
+    rows = tiny_pairs("pl")["train"]
+    assert ids == [f"pairs:{r['id']}" for r in rows]
+    assert all(sorted(t.split("\n")) == sorted([r["en"], r["target"]]) for t, r in zip(texts, rows))
+    english_first = [t.split("\n")[0] == r["en"] for t, r in zip(texts, rows)]
+    assert 0 < sum(english_first) < len(rows)  # both directions are read
+    assert pair_documents("pl", "default", "train", seed=1234)[0] == texts
+    assert pair_documents("pl", "default", "train", seed=7)[0] != texts
+    with pytest.raises(CorpusError, match="en/default corpus holds no aligned English<->en pairs"):
+        pair_documents("en", "default", "train")
+
+
+@pytest.mark.parametrize("train_text", ["pairs", "corpus+pairs"])
+def test_train_text_chooses_what_is_trained_on(pairs, tmp_path, train_text):
+    params = tiny_params(train_text=train_text, max_train_tokens=0)
+    setup = lapt.prepare(params, tmp_path / "run", log=quiet)
+    trained = [setup.tokenizer.decode(ids, skip_special_tokens=True) for ids in setup.train_dataset["input_ids"]]
+    pair_texts = {f"{r['en']}\n{r['target']}" for r in tiny_pairs("pl")["train"]} | {
+        f"{r['target']}\n{r['en']}" for r in tiny_pairs("pl")["train"]}
+    n_pairs = sum(t in pair_texts for t in trained)
+    assert n_pairs == 40
+    assert len(trained) == (40 if train_text == "pairs" else 40 + 48)  # + the tiny corpus's 48 train documents
+    assert f"{n_pairs} of the {len(trained)} training documents are aligned en<->pl pairs" in " ".join(
+        setup.summary()["notes"])
+    recorded = json.loads((tmp_path / "run" / "lapt_params.json").read_text())
+    assert recorded["train_text"] == train_text
+
+
 # ---------------------------------------------------------------- bad input stops before training
 
 
@@ -185,8 +234,9 @@ def test_training_sequences_respect_character_budget(shared_cache):
     ({"corpus_tag": "empty"}, "train split of the pl/empty corpus holds no text"),
     ({"block_size": 4096}, "block_size .4096. exceeds tiny-random's context of 2048"),
     ({"max_train_tokens": 10, "block_size": 1024}, "fewer than one block"),
+    ({"language": "en", "train_text": "corpus+pairs"}, "en/default corpus holds no aligned"),
 ])
-def test_bad_input_fails_before_training(corpora, tmp_path, overrides, message):
+def test_bad_input_fails_before_training(pairs, tmp_path, overrides, message):
     with pytest.raises((TrainingSetupError, ModelSpecError, CorpusError), match=message):
         lapt.prepare(tiny_params(**overrides), tmp_path / "run", log=quiet)
     assert not (tmp_path / "run" / "checkpoints").exists()

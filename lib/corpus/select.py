@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from lib.corpus.build import load_corpus
+from lib.corpus.build import load_corpus, load_pairs
 from lib.corpus.sources import CorpusError
 
 
@@ -44,4 +44,25 @@ def split_documents(language: str, tag: str, split: str) -> tuple[list[str], lis
     ids = list(data["id"]) if "id" in data.column_names else [str(i) for i in range(len(data))]
     if len(texts) != len(data):  # keep ids aligned with the non-empty texts
         ids = [i for i, t in zip(ids, data["text"]) if t and t.strip()]
+    return texts, ids
+
+
+def pair_documents(language: str, tag: str, split: str, seed: int = 0) -> tuple[list[str], list[str]]:
+    """The corpus's aligned English<->target pairs of one split as documents: each pair the two
+    paragraphs on two lines, English first or second by a hash of (seed, pair id), so that training
+    on them reads both directions. Ids are the pairs' own, prefixed ``pairs:``."""
+    try:
+        pairs = load_pairs(language, tag)
+    except FileNotFoundError:
+        pairs = {}
+    rows = pairs[split] if split in pairs else []
+    if not len(rows):
+        raise CorpusError(f"the {language}/{tag} corpus holds no aligned English<->{language} pairs in its "
+                          f"{split} split (only pl, tr and ru corpora have them)")
+    texts, ids = [], []
+    for row in rows:
+        english_first = hashlib.sha1(f"{seed}:{row['id']}".encode()).digest()[0] % 2 == 0
+        first, second = (row["en"], row["target"]) if english_first else (row["target"], row["en"])
+        texts.append(f"{first}\n{second}")
+        ids.append(f"pairs:{row['id']}")
     return texts, ids

@@ -32,6 +32,9 @@ from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
 from lib.training.modes import LORA_MODES, MODES
 
 STAGE = "03_lapt"
+# what 03 trains on: the corpus's train documents, its aligned English<->target train pairs (parallel
+# text: both languages in one context, each pair a document), or both, mixed by the corpus's hash order
+TRAIN_TEXTS = ("corpus", "pairs", "corpus+pairs")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class LaptParams:
     model: str = "smollm2-135m-instruct"  # registry name, run directory, local checkpoint or hub id
     language: str = "pl"  # the corpus language to adapt to: pl, tr, ru or en
     corpus_tag: str = "default"  # which build of the corpus (01_prepare_data's corpus_tag)
+    train_text: str = "corpus"  # corpus (train documents), pairs (aligned en<->target train pairs) or corpus+pairs
     mode: str = "lora"  # lora, qlora (CUDA only), lora_embeddings, embeddings, new_tokens (a 04 run's new rows) or full
     lora_r: int | None = None  # LoRA rank; None = 32 in LoRA modes, and must stay None in others
     lora_alpha: int | None = None  # LoRA scale is alpha / r; None = 16
@@ -77,11 +81,12 @@ class LaptParams:
     run_dir: str = ""  # set by `python -m lib run`; empty when run interactively
 
     # at their defaults, left out of the run id (lib.runs.run_id), so finished runs keep their ids
-    ADDED_LATER = ("max_train_chars", "english_general_max_chars")
+    ADDED_LATER = ("max_train_chars", "english_general_max_chars", "train_text")
 
     def validate(self) -> None:
         check_language(self.language)
         check_choice("mode", self.mode, MODES)
+        check_choice("train_text", self.train_text, TRAIN_TEXTS)
         check_choice("device", self.device, DEVICES)
         check_train_fields(self)
         check_lora_fields(self)
@@ -149,7 +154,8 @@ class LaptSetup:
     def summary(self) -> dict[str, Any]:
         p = self.params
         return {
-            "model": p.model, "mode": p.mode, "language": p.language, "device": self.device,
+            "model": p.model, "mode": p.mode, "language": p.language, "train_text": p.train_text,
+            "device": self.device,
             "precision": self.precision, "world_size": self.world_size,
             "lora": p.lora_settings(), "tied_embeddings": self.trainable.tied_embeddings,
             "train_docs": self.train_stats.n_docs, "train_tokens": self.train_stats.n_tokens,
@@ -166,7 +172,7 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     """Check everything that can be checked and load data and model; raise before any training."""
     from accelerate import PartialState
 
-    from lib.corpus.select import select_texts, split_documents
+    from lib.corpus.select import select_indices, select_texts, split_documents
     from lib.models import check_compatible, check_context, load_tokenizer, resolve_device
     from lib.training import data as D
     from lib.training import modes as M
@@ -182,10 +188,11 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     tokenizer = load_tokenizer(params.model)
     new_rows = added_token_ids(params.model, tokenizer) if params.mode == "new_tokens" else None
 
-    texts, ids = split_documents(params.language, params.corpus_tag, "train")
+    texts, ids = train_documents(params)
     sequences, stats = D.training_sequences(tokenizer, texts, ids, max_tokens=params.max_train_tokens,
                                             max_chars=params.max_train_chars, seed=params.seed)
-    D.check_enough_tokens(stats, params.block_size, f"the {params.language}/{params.corpus_tag} train split")
+    D.check_enough_tokens(stats, params.block_size, f"the {params.language}/{params.corpus_tag} train "
+                          + ("split" if params.train_text == "corpus" else f"text ({params.train_text})"))
     val_texts: list[str] = []
     if params.eval_steps:
         v_texts, v_ids = split_documents(params.language, params.corpus_tag, "validation")
@@ -205,6 +212,10 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
     notes = []
     if device == "cpu" and precision == "bf16":
         notes.append("bf16 autocast on a CPU with native bfloat16 (AMX/AVX512-BF16); weights stay float32")
+    if "pairs" in params.train_text:
+        kept = [ids[i] for i in select_indices(texts, ids, 0, seed=params.seed)][:stats.n_docs]
+        notes.append(f"train_text {params.train_text}: {sum(i.startswith('pairs:') for i in kept)} of the "
+                     f"{stats.n_docs} training documents are aligned en<->{params.language} pairs")
     setup = LaptSetup(params, run_dir, device, precision, world, tokenizer, trainable,
                       D.token_dataset(sequences), stats, val_texts, sets, steps, notes)
     if PartialState().is_main_process:
@@ -214,6 +225,23 @@ def prepare(params, run_dir: str | Path, log=print) -> LaptSetup:
         f"({stats.n_docs} documents), ~{steps} steps of {setup.summary()['tokens_per_step']} tokens, "
         f"{device}/{precision}")
     return setup
+
+
+def train_documents(params) -> tuple[list[str], list[str]]:
+    """Texts and ids of what ``params.train_text`` names; ``training_sequences`` then mixes them by
+    the hash of their ids and cuts them at the token or character budget."""
+    from lib.corpus.select import pair_documents, split_documents
+
+    texts: list[str] = []
+    ids: list[str] = []
+    for part in params.train_text.split("+"):
+        if part == "corpus":
+            more = split_documents(params.language, params.corpus_tag, "train")
+        else:
+            more = pair_documents(params.language, params.corpus_tag, "train", seed=params.seed)
+        texts += more[0]
+        ids += more[1]
+    return texts, ids
 
 
 def added_token_ids(model: str, tokenizer) -> list[int]:

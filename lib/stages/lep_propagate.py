@@ -607,6 +607,7 @@ LEP_FIGURE_TITLES = {
     "lep_ru": "LEP on ru (reproduce lep's default): T, donor D, propagated and calibrated T",
     "lep_new_rows_ru": "LEP on ru with a donor that trained only the new tokens' rows",
     "lep_new_rows_1m_ru": "LEP on ru with a donor that trained only the new tokens' rows on 1M tokens",
+    "lep_parallel_donor_ru": "LEP on ru with a new-rows donor whose 1M tokens hold en<->ru pairs",
 }
 
 
