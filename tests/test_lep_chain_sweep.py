@@ -320,3 +320,29 @@ def test_the_new_rows_donor_sweeps_reuse_the_chains_vocabulary_and_t(tmp_path):
     assert copies == [[800], [1600, 2400]]
     assert {k: v for k, v in vars(donors[0].params).items() if k not in ("max_train_tokens", "run_dir")} == \
         {k: v for k, v in vars(donors[1].params).items() if k not in ("max_train_tokens", "run_dir")}
+
+
+def test_the_parallel_donor_sweep_differs_from_the_million_token_donor_in_its_text_alone(tmp_path):
+    """lep_parallel_donor_ru.yaml: lep_new_rows_1m_ru.yaml's donor with train_text corpus+pairs, the
+    chain's 04 extension and T, conversion and its calibration on 2,400 copy paragraphs."""
+    from lib.sweep import load_sweep
+
+    def stages_of(name):
+        by_stage: dict[str, list] = {}
+        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
+            by_stage.setdefault(run.stage, []).append(run)
+        return by_stage
+
+    chain, million, parallel = plan()[1], stages_of("lep_new_rows_1m_ru"), stages_of("lep_parallel_donor_ru")
+    assert [r.run_dir for r in parallel["04_vocab_adapt"]] == [r.run_dir for r in million["04_vocab_adapt"]]
+    assert parallel["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
+    (donor,), (monolingual,) = parallel["03_lapt"], million["03_lapt"]
+    assert (donor.params.train_text, monolingual.params.train_text) == ("corpus+pairs", "corpus")
+    assert {k: v for k, v in vars(donor.params).items() if k not in ("train_text", "run_dir")} == \
+        {k: v for k, v in vars(monolingual.params).items() if k not in ("train_text", "run_dir")}
+    lep = parallel["07_lep_propagate"]
+    assert all(r.params.donor == str(donor.run_dir) and r.params.mode == "conversion" for r in lep)
+    assert [r.params.calibration_copy_examples for r in lep if r.params.calibrate] == [2400]
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_parallel_donor_ru.csv", index=False)
+    assert figures.make("lep_parallel_donor_ru", tmp_path) == tmp_path / "figures" / "lep_parallel_donor_ru.png"
