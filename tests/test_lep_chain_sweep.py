@@ -345,3 +345,36 @@ def test_the_parallel_donor_sweep_differs_from_the_million_token_donor_in_its_te
     (tmp_path / "tables").mkdir()
     chain_table().to_csv(tmp_path / "tables" / "lep_parallel_donor_ru.csv", index=False)
     assert figures.make("lep_parallel_donor_ru", tmp_path) == tmp_path / "figures" / "lep_parallel_donor_ru.png"
+
+
+def test_the_small_extension_sweep_changes_the_vocabulary_size_alone(tmp_path):
+    """lep_small_extension_ru.yaml: the parallel donor, parameter for parameter, on extensions of a 3,000-
+    and a 2,000-token BPE instead of the chain's 8,000; the chain's T; conversion into it."""
+    from lib.sweep import load_sweep
+
+    def stages_of(name):
+        by_stage: dict[str, list] = {}
+        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
+            by_stage.setdefault(run.stage, []).append(run)
+        return by_stage
+
+    parallel, small = stages_of("lep_parallel_donor_ru"), stages_of("lep_small_extension_ru")
+    (chain_extension,) = parallel["04_vocab_adapt"]
+    extensions = small["04_vocab_adapt"]
+    assert [r.params.vocab_size for r in extensions] == [3000, 2000]
+    for extension in extensions:
+        assert {k: v for k, v in vars(extension.params).items() if k not in ("vocab_size", "run_dir")} == \
+            {k: v for k, v in vars(chain_extension.params).items() if k not in ("vocab_size", "run_dir")}
+    assert small["05_instruction_tuning"][0].run_dir == parallel["05_instruction_tuning"][0].run_dir
+    (parallel_donor,) = parallel["03_lapt"]
+    donors = small["03_lapt"]
+    assert [d.params.model for d in donors] == [str(e.run_dir) for e in extensions]
+    for donor in donors:
+        assert {k: v for k, v in vars(donor.params).items() if k not in ("model", "run_dir")} == \
+            {k: v for k, v in vars(parallel_donor.params).items() if k not in ("model", "run_dir")}
+    lep = small["07_lep_propagate"]
+    assert [(r.params.donor, r.params.mode, r.params.calibrate) for r in lep] == \
+        [(str(d.run_dir), "conversion", False) for d in donors]
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_small_extension_ru.csv", index=False)
+    assert figures.make("lep_small_extension_ru", tmp_path) == tmp_path / "figures" / "lep_small_extension_ru.png"
