@@ -608,7 +608,7 @@ LEP_FIGURE_TITLES = {
     "lep_new_rows_ru": "LEP on ru with a donor that trained only the new tokens' rows",
     "lep_new_rows_1m_ru": "LEP on ru with a donor that trained only the new tokens' rows on 1M tokens",
     "lep_parallel_donor_ru": "LEP on ru with a new-rows donor whose 1M tokens hold en<->ru pairs",
-    "lep_small_extension_ru": "LEP on ru: the parallel donor on a 3,000-token extension (2,436 new rows)",
+    "lep_small_extension_ru": "LEP on ru: the parallel donor on 3,000- and 2,000-token extensions",
 }
 
 
