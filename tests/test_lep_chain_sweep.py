@@ -28,6 +28,16 @@ def plan(profile=None):
     return sweep, by_stage
 
 
+def stages_of(name: str) -> dict[str, list]:
+    """params/sweeps/<name>.yaml's runs, by stage, in order."""
+    from lib.sweep import load_sweep
+
+    by_stage: dict[str, list] = {}
+    for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
+        by_stage.setdefault(run.stage, []).append(run)
+    return by_stage
+
+
 @pytest.mark.parametrize("profile", [None, "tiny"])
 def test_the_sweep_runs_the_whole_chain(profile):
     sweep, steps = plan(profile)
@@ -297,15 +307,11 @@ def test_the_new_rows_donor_sweeps_reuse_the_chains_vocabulary_and_t(tmp_path):
     """lep_new_rows_ru.yaml and lep_new_rows_1m_ru.yaml: the chain's 04 extension and T, and donors that
     train only the new rows, which differ in their size alone; both calibrate, the larger on twice the
     copy examples and again on three times."""
-    from lib.sweep import load_sweep
-
     chain = plan()[1]
     extension = [r for r in chain["04_vocab_adapt"] if r.params.strategy == "extension"]
     donors, copies = [], []
     for name in ("lep_new_rows_ru", "lep_new_rows_1m_ru"):
-        by_stage: dict[str, list] = {}
-        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
-            by_stage.setdefault(run.stage, []).append(run)
+        by_stage = stages_of(name)
         assert [r.run_dir for r in by_stage["04_vocab_adapt"]] == [r.run_dir for r in extension]
         assert by_stage["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
         (donor,) = by_stage["03_lapt"]
@@ -325,14 +331,6 @@ def test_the_new_rows_donor_sweeps_reuse_the_chains_vocabulary_and_t(tmp_path):
 def test_the_parallel_donor_sweep_differs_from_the_million_token_donor_in_its_text_alone(tmp_path):
     """lep_parallel_donor_ru.yaml: lep_new_rows_1m_ru.yaml's donor with train_text corpus+pairs, the
     chain's 04 extension and T, and conversion (no calibration)."""
-    from lib.sweep import load_sweep
-
-    def stages_of(name):
-        by_stage: dict[str, list] = {}
-        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
-            by_stage.setdefault(run.stage, []).append(run)
-        return by_stage
-
     chain, million, parallel = plan()[1], stages_of("lep_new_rows_1m_ru"), stages_of("lep_parallel_donor_ru")
     assert [r.run_dir for r in parallel["04_vocab_adapt"]] == [r.run_dir for r in million["04_vocab_adapt"]]
     assert parallel["05_instruction_tuning"][0].run_dir == chain["05_instruction_tuning"][0].run_dir
@@ -350,14 +348,6 @@ def test_the_parallel_donor_sweep_differs_from_the_million_token_donor_in_its_te
 def test_the_small_extension_sweep_changes_the_vocabulary_size_alone(tmp_path):
     """lep_small_extension_ru.yaml: the parallel donor, parameter for parameter, on extensions of a 3,000-
     and a 2,000-token BPE instead of the chain's 8,000; the chain's T; conversion into it."""
-    from lib.sweep import load_sweep
-
-    def stages_of(name):
-        by_stage: dict[str, list] = {}
-        for run in load_sweep(PARAMS_DIR / "sweeps" / f"{name}.yaml").runs:
-            by_stage.setdefault(run.stage, []).append(run)
-        return by_stage
-
     parallel, small = stages_of("lep_parallel_donor_ru"), stages_of("lep_small_extension_ru")
     (chain_extension,) = parallel["04_vocab_adapt"]
     extensions = small["04_vocab_adapt"]

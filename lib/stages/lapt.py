@@ -155,8 +155,7 @@ class LaptSetup:
         p = self.params
         return {
             "model": p.model, "mode": p.mode, "language": p.language, "train_text": p.train_text,
-            "device": self.device,
-            "precision": self.precision, "world_size": self.world_size,
+            "device": self.device, "precision": self.precision, "world_size": self.world_size,
             "lora": p.lora_settings(), "tied_embeddings": self.trainable.tied_embeddings,
             "train_docs": self.train_stats.n_docs, "train_tokens": self.train_stats.n_tokens,
             "train_chars": self.train_stats.n_chars, "block_size": p.block_size,
