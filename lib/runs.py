@@ -189,23 +189,31 @@ def _claimed(run_dir: Path):
         raise RunError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from exc
     lock = run_dir / LOCK_FILE
     me = f"{os.getpid()} {platform.node()}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid, host = _lock_owner(lock)
-            if pid is not None and (host != platform.node() or alive(pid)):
-                raise RunBusyError(f"{run_dir.name} is already running (process {pid} on {host}); wait for it "
-                                   "or stop it first") from None
-            lock.unlink(missing_ok=True)  # its process is gone: the run is ours to resume
-            continue
-        except OSError as exc:
-            raise RunError(f"cannot write in the run directory {run_dir}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me)
-        break
-    else:
-        raise RunBusyError(f"{run_dir.name}: another process claimed it at the same moment; try again")
+    # The lock appears with its owner already written (a private file hard-linked into place, which
+    # fails if the lock exists), so another start never reads an empty lock and takes it for stale.
+    mine = run_dir / f"{LOCK_FILE}.{os.getpid()}"
+    try:
+        mine.write_text(me)
+    except OSError as exc:
+        raise RunError(f"cannot write in the run directory {run_dir}: {exc.strerror or exc}") from exc
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, lock)
+            except FileExistsError:
+                pid, host = _lock_owner(lock)
+                if pid is not None and (host != platform.node() or alive(pid)):
+                    raise RunBusyError(f"{run_dir.name} is already running (process {pid} on {host}); wait for "
+                                       "it or stop it first") from None
+                lock.unlink(missing_ok=True)  # its process is gone: the run is ours to resume
+                continue
+            except OSError as exc:
+                raise RunError(f"cannot write in the run directory {run_dir}: {exc.strerror or exc}") from exc
+            break
+        else:
+            raise RunBusyError(f"{run_dir.name}: another process claimed it at the same moment; try again")
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:

@@ -262,12 +262,21 @@ def test_sigkill_then_rerun_resumes_sft(home, shared_cache, uninterrupted, tmp_p
 @pytest.mark.slow
 def test_two_starts_of_one_run_do_not_share_it(home):
     args = ["run", "02_baseline_eval", "--profile", "tiny", "-p", "max_chars=2300"]
-    first, second = start(home, *args), start(home, *args)
-    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in (first, second)]
-    codes = sorted(code for code, _ in outcomes)
-    assert codes == [0, 2], outcomes
-    refused = next(err for code, err in outcomes if code == 2)
+    first = start(home, *args)
+    locks = lambda: list((home / "runs" / "02_baseline_eval").glob("*/.lock"))  # noqa: E731
+    try:
+        wait_for(lambda: bool(locks()) or first.poll() is not None, 300, "the first start to claim its run")
+        assert first.poll() is None, first.stderr.read()
+        # Paused while it holds the run, so the second start meets it however slowly either starts.
+        os.killpg(first.pid, signal.SIGSTOP)
+        second = start(home, *args)
+        second_code, refused = second.wait(timeout=600), second.stderr.read()
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    first_code, first_err = first.wait(timeout=600), first.stderr.read()
+    assert second_code == 2 and first_code == 0, (refused, first_err)
     assert "already running" in refused.strip().splitlines()[-1] and "Traceback" not in refused
+    assert not locks()
 
 
 @pytest.mark.slow

@@ -78,9 +78,23 @@ def test_a_run_under_way_in_another_process_is_not_started_again(tmp_path):
         with pytest.raises(runs.RunError, match="already running"):
             runs.execute("02_baseline_eval", params, root=tmp_path)
         assert (run_dir / runs.RUN_FILE).is_file()  # nothing of the other run was deleted
+        assert sorted(p.name for p in run_dir.iterdir()) == sorted([runs.RUN_FILE, runs.LOCK_FILE])
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_lock_is_claimed_with_its_owner_written_and_a_dead_owners_lock_is_taken_over(tmp_path):
+    import os
+    import platform
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / runs.LOCK_FILE).write_text(f"{2**22 + 12345} {platform.node()}")  # no such process
+    with runs._claimed(run_dir):
+        assert (run_dir / runs.LOCK_FILE).read_text() == f"{os.getpid()} {platform.node()}"
+        assert [p.name for p in run_dir.iterdir()] == [runs.LOCK_FILE]
+    assert list(run_dir.iterdir()) == []
 
 
 def test_an_option_added_later_keeps_finished_run_ids_while_at_its_default():
