@@ -80,3 +80,30 @@ def test_packing_only_with_flash_attention():
     assert not use_packing("false", flash)
     with pytest.raises(TrainingSetupError, match="FlashAttention"):
         use_packing("true", sdpa)
+
+
+@pytest.mark.slow
+def test_lora_embeddings_moves_the_embeddings_and_merges_the_layers(tiny_tr, tmp_path):
+    """The mode LEP's T is made with: the exported checkpoint has new embeddings (and head, tied or
+    not, as the base had it) and LoRA-merged layers, and lora_* fields apply to it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lib.models import resolve
+
+    params = stages.resolve("05_instruction_tuning", profile="tiny", overrides={
+        "corpus_tag": TAG, "data_tag": TAG, "mode": "lora_embeddings", "lora_r": 4, "max_steps": 3})
+    assert params.lora_settings()["r"] == 4
+    setup = IT.prepare(params, tmp_path, log=quiet)
+    trainer = IT.make_trainer(setup)
+    outcome = IT.train(setup, trainer, log=quiet)
+    _, _, model_dir = IT.finish(setup, outcome, log=quiet)
+    base = AutoModelForCausalLM.from_pretrained(resolve(params.model), dtype=torch.float32)
+    tuned = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    assert not torch.equal(tuned.get_input_embeddings().weight, base.get_input_embeddings().weight)
+    assert tuned.config.tie_word_embeddings == base.config.tie_word_embeddings
+    if base.config.tie_word_embeddings:
+        assert tuned.get_output_embeddings().weight.data_ptr() == tuned.get_input_embeddings().weight.data_ptr()
+    base_layers, tuned_layers = base.model.layers.state_dict(), tuned.model.layers.state_dict()
+    assert any(not torch.equal(tuned_layers[k], base_layers[k]) for k in base_layers if k.endswith("proj.weight"))
+    assert all(torch.equal(tuned_layers[k], base_layers[k]) for k in base_layers if "norm" in k)

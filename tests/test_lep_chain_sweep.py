@@ -368,3 +368,41 @@ def test_the_small_extension_sweep_changes_the_vocabulary_size_alone(tmp_path):
     (tmp_path / "tables").mkdir()
     chain_table().to_csv(tmp_path / "tables" / "lep_small_extension_ru.csv", index=False)
     assert figures.make("lep_small_extension_ru", tmp_path) == tmp_path / "figures" / "lep_small_extension_ru.png"
+
+
+def test_the_lora_instruct_sweep_changes_t_alone(tmp_path):
+    """lep_lora_instruct_ru.yaml: lep_small_extension_ru.yaml's 3,000-token donor (the same run) into two
+    Ts that differ from the chain's in the mode (lora_embeddings) and the learning rate alone."""
+    small, lora = stages_of("lep_small_extension_ru"), stages_of("lep_lora_instruct_ru")
+    assert [r.run_dir for r in lora["03_lapt"]] == [small["03_lapt"][0].run_dir]
+    chain_t = small["05_instruction_tuning"][0]
+    ts = lora["05_instruction_tuning"]
+    assert [(t.params.mode, t.params.learning_rate) for t in ts] == [("lora_embeddings", 1e-3), ("lora_embeddings", 2e-4)]
+    for t in ts:
+        assert {k: v for k, v in vars(t.params).items() if k not in ("mode", "learning_rate", "run_dir")} == \
+            {k: v for k, v in vars(chain_t.params).items() if k not in ("mode", "learning_rate", "run_dir")}
+    donor = str(small["03_lapt"][0].run_dir)
+    assert [(r.params.instruct, r.params.donor, r.params.mode, r.params.calibrate)
+            for r in lora["07_lep_propagate"]] == \
+        [(str(ts[0].run_dir), donor, "conversion", False), (str(ts[1].run_dir), donor, "conversion", False),
+         (str(ts[1].run_dir), donor, "conversion", True), (str(ts[0].run_dir), donor, "overlap", False),
+         (str(ts[0].run_dir), donor, "swap", False)]
+    assert lora["07_lep_propagate"][2].params.calibration_copy_examples == 2400
+    # each propagated model is measured against its own T in the summary
+    labels = [label for r in lora["08_evaluate"] for label in r.params.labels]
+    assert [LEP.reference_T(label, labels) for label in labels] == [labels[i] for i in (0, 0, 2, 2, 2, 0, 0)]
+    (tmp_path / "tables").mkdir()
+    chain_table().to_csv(tmp_path / "tables" / "lep_lora_instruct_ru.csv", index=False)
+    assert figures.make("lep_lora_instruct_ru", tmp_path) == tmp_path / "figures" / "lep_lora_instruct_ru.png"
+
+
+def test_the_summary_measures_each_model_against_its_own_t():
+    rows = []
+    for model, score in (("T", 0.4), ("T lr 2e-4", 0.3), ("LEP conversion", 0.2), ("LEP conversion into T lr 2e-4", 0.27)):
+        rows.append({"model": model, "language": "ru", "task": "word_sense", "kind": "multiple_choice", "n_shot": 0,
+                     "metric": "acc", "value": score})
+    summary = LEP.chain_summary(pd.DataFrame(rows)).set_index("model")
+    assert summary["score_vs_T"].to_dict() == pytest.approx(
+        {"T": 1.0, "T lr 2e-4": 1.0, "LEP conversion": 0.5, "LEP conversion into T lr 2e-4": 0.9})
+    assert summary.loc["LEP conversion into T lr 2e-4", "T"] == "T lr 2e-4"
+    assert LEP.reference_T("D", ["D", "S"]) is None

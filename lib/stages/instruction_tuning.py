@@ -30,7 +30,7 @@ from lib.params import ParamsError, check_choice, check_language, check_positive
 from lib.training import TrainingSetupError
 from lib.training.arguments import check_train_fields
 from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
-from lib.training.modes import TUNING_MODES
+from lib.training.modes import INSTRUCTION_MODES
 from lib.training.sft import CHAT_TEMPLATES, PACKING
 
 STAGE = "05_instruction_tuning"
@@ -47,7 +47,7 @@ class InstructionTuningParams:
     sources: list[str] = field(default_factory=lambda: ["packaged"])  # packaged | a builder | local:PATH | hf:ID
     max_per_source: int = 300  # examples kept per source (0 = all)
     chat_template: str = "model"  # model (the tokenizer's own) or chatml (for base models without one)
-    mode: str = "lora"  # lora or full
+    mode: str = "lora"  # lora, lora_embeddings (LoRA + embeddings and head in full) or full
     lora_r: int | None = None  # LoRA rank; None = 32
     lora_alpha: int | None = None  # None = 16
     lora_dropout: float | None = None  # None = 0.05
@@ -74,7 +74,7 @@ class InstructionTuningParams:
 
     def validate(self) -> None:
         check_language(self.language, TARGET_LANGUAGES)
-        check_choice("mode", self.mode, TUNING_MODES)
+        check_choice("mode", self.mode, INSTRUCTION_MODES)
         check_train_fields(self)
         check_lora_fields(self)
         if not self.sources:
@@ -88,14 +88,16 @@ class InstructionTuningParams:
 
     def inapplicable(self) -> set[str]:
         """lora_* fields mean nothing to full fine-tuning."""
-        return set() if self.mode == "lora" else set(LORA_FIELDS)
+        return set() if self.mode in LORA_TRAINING else set(LORA_FIELDS)
 
     def why_inapplicable(self) -> str:
         return f"mode {self.mode!r}, which trains no LoRA adapter"
 
     def lora_settings(self) -> dict[str, Any] | None:
-        return lora_settings(self, ("lora",))
+        return lora_settings(self, LORA_TRAINING)
 
+
+LORA_TRAINING = ("lora", "lora_embeddings")
 
 Params = InstructionTuningParams
 

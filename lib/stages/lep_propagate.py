@@ -566,7 +566,9 @@ def chain_summary(table, language: str = "ru"):
     """One row per model of the chain's table: bits per character and characters per token (02,
     source all) in ``language`` and English, the mean headline benchmark score per shot count and
     over both, the copy rate per language, characters generated per second; and each model
-    against T (the row labelled "T"): ``score_vs_T``, ``chars_per_token_vs_T``, ``speed_vs_T``."""
+    against T (the row labelled "T", or the "T <what>" its label ends with, see ``reference_T``;
+    a column ``T`` names it when the table has several): ``score_vs_T``, ``chars_per_token_vs_T``,
+    ``speed_vs_T``."""
     import pandas as pd
 
     from lib.tasks.plots import primary_rows
@@ -590,12 +592,27 @@ def chain_summary(table, language: str = "ru"):
         out[f"copy_{lang}"] = part.groupby("model")["value"].first()
     if "chars_per_second" in table:
         out["chars_per_second"] = table.dropna(subset=["chars_per_second"]).groupby("model")["chars_per_second"].first()
-    if "T" in out.index:
+    references = [reference_T(model, models) for model in models]
+    if any(references):
+        if len({r for r in references if r}) > 1:
+            out["T"] = references
         for column, ratio in (("score_mean", "score_vs_T"), (f"chars_per_token_{language}", "chars_per_token_vs_T"),
                               ("chars_per_second", "speed_vs_T")):
             if column in out:
-                out[ratio] = out[column] / out.loc["T", column]
+                out[ratio] = [out.at[model, column] / out.at[ref, column] if ref else float("nan")
+                              for model, ref in zip(models, references)]
     return out.reset_index()
+
+
+def reference_T(model: str, models: list[str]) -> str | None:
+    """The T a model of the table is measured against: the longest T label ("T", "T <what>") that
+    its own label ends with (so "LEP conversion into T lr 2e-4" goes with "T lr 2e-4"), else
+    the plain "T"; None when the table has neither."""
+    ts = [name for name in models if name == "T" or name.startswith("T ")]
+    own = [t for t in ts if model == t or model.endswith(" " + t)]
+    if own:
+        return max(own, key=len)
+    return "T" if "T" in ts else None
 
 
 # Each LEP sweep's figure: one bar per model of its table (results/tables/<name>.csv, written by
@@ -609,6 +626,7 @@ LEP_FIGURE_TITLES = {
     "lep_new_rows_1m_ru": "LEP on ru with a donor that trained only the new tokens' rows on 1M tokens",
     "lep_parallel_donor_ru": "LEP on ru with a new-rows donor whose 1M tokens hold en<->ru pairs",
     "lep_small_extension_ru": "LEP on ru: the parallel donor on 3,000- and 2,000-token extensions",
+    "lep_lora_instruct_ru": "LEP on ru into a T made by LoRA with trained embeddings (two learning rates)",
 }
 
 

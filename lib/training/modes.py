@@ -18,7 +18,10 @@ from lib.training import TrainingSetupError
 
 MODES = ("lora", "qlora", "lora_embeddings", "embeddings", "new_tokens", "full")  # 03_lapt
 LORA_MODES = ("lora", "qlora", "lora_embeddings")
-TUNING_MODES = ("lora", "full")  # the SFT stages and the classifier
+TUNING_MODES = ("lora", "full")  # 06 and the classifier
+# 05 also trains LoRA with the embeddings and head in full: LEP's instruct model T made from a base
+# needs embeddings that moved (plain LoRA leaves them the base's) and layers that moved little
+INSTRUCTION_MODES = ("lora", "lora_embeddings", "full")
 
 
 def cpu_supports_bf16() -> bool:
