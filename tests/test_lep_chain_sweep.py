@@ -377,7 +377,8 @@ def test_the_lora_instruct_sweep_changes_t_alone(tmp_path):
     assert [r.run_dir for r in lora["03_lapt"]] == [small["03_lapt"][0].run_dir]
     chain_t = small["05_instruction_tuning"][0]
     ts = lora["05_instruction_tuning"]
-    assert [(t.params.mode, t.params.learning_rate) for t in ts] == [("lora_embeddings", 1e-3), ("lora_embeddings", 2e-4)]
+    assert [(t.params.mode, t.params.learning_rate) for t in ts] == [("lora_embeddings", 1e-3),
+                                                                      ("lora_embeddings", 2e-4)]
     for t in ts:
         assert {k: v for k, v in vars(t.params).items() if k not in ("mode", "learning_rate", "run_dir")} == \
             {k: v for k, v in vars(chain_t.params).items() if k not in ("mode", "learning_rate", "run_dir")}
@@ -398,7 +399,8 @@ def test_the_lora_instruct_sweep_changes_t_alone(tmp_path):
 
 def test_the_summary_measures_each_model_against_its_own_t():
     rows = []
-    for model, score in (("T", 0.4), ("T lr 2e-4", 0.3), ("LEP conversion", 0.2), ("LEP conversion into T lr 2e-4", 0.27)):
+    scores = {"T": 0.4, "T lr 2e-4": 0.3, "LEP conversion": 0.2, "LEP conversion into T lr 2e-4": 0.27}
+    for model, score in scores.items():
         rows.append({"model": model, "language": "ru", "task": "word_sense", "kind": "multiple_choice", "n_shot": 0,
                      "metric": "acc", "value": score})
     summary = LEP.chain_summary(pd.DataFrame(rows)).set_index("model")
