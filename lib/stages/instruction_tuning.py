@@ -30,7 +30,7 @@ from lib.params import ParamsError, check_choice, check_language, check_positive
 from lib.training import TrainingSetupError
 from lib.training.arguments import check_train_fields
 from lib.training.lora import LORA_FIELDS, check_lora_fields, lora_settings
-from lib.training.modes import INSTRUCTION_MODES
+from lib.training.modes import INSTRUCTION_MODES, LORA_MODES
 from lib.training.sft import CHAT_TEMPLATES, PACKING
 
 STAGE = "05_instruction_tuning"
@@ -88,16 +88,14 @@ class InstructionTuningParams:
 
     def inapplicable(self) -> set[str]:
         """lora_* fields mean nothing to full fine-tuning."""
-        return set() if self.mode in LORA_TRAINING else set(LORA_FIELDS)
+        return set() if self.mode in LORA_MODES else set(LORA_FIELDS)
 
     def why_inapplicable(self) -> str:
         return f"mode {self.mode!r}, which trains no LoRA adapter"
 
     def lora_settings(self) -> dict[str, Any] | None:
-        return lora_settings(self, LORA_TRAINING)
+        return lora_settings(self, LORA_MODES)
 
-
-LORA_TRAINING = ("lora", "lora_embeddings")
 
 Params = InstructionTuningParams
 
